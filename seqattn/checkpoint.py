@@ -1,0 +1,85 @@
+"""Files that must never be half-written, and checkpoints that are data, never code.
+
+Every write goes to a temporary file in the same folder, is flushed and fsync'ed, then renamed over
+the target: a crash at any instant leaves either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqattn.errors import UserError
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
+    """Serialise to memory first, so a failing write (disk full) never touches the old file."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:
+        _atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise UserError(f"cannot write checkpoint: {exc.strerror or exc}", str(path),
+                        "free disk space or choose another --run-dir; the previous checkpoint "
+                        "is intact") from None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load with weights_only=True: tensors and plain containers only, never code."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError("checkpoint not found", str(path),
+                        "train first, or pass an existing checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise UserError(f"checkpoint refused, it holds more than tensors and plain data ({first})",
+                        str(path), "only load checkpoints written by seqattn") from None
+    except (RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint is corrupt or truncated ({first})", str(path),
+                        "use another checkpoint (e.g. last.pt or best.pt) or retrain") from None
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise UserError("file is not a seqattn checkpoint", str(path),
+                        "pass a checkpoint written by seqattn train")
+    return payload

@@ -1,0 +1,332 @@
+"""Typed configuration: every default lives here; YAML files and `--set` hold only what changes.
+
+A config is a tree of frozen dataclasses. `load_config` reads YAML with `yaml.safe_load`, applies
+`--set key=value` overrides, and validates every key and type, naming the dotted key on error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from seqattn.errors import UserError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = "bentrevett/multi30k"  # anything datasets.load_dataset takes, or a save_to_disk folder
+    name: Optional[str] = None  # Hub config name, e.g. "de-en" for wmt14
+    data_files: Union[str, list[str], dict[str, str], None] = None  # for json/csv/parquet builders
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    train_split: str = "train"
+    valid_split: str = "validation"
+    test_split: str = "test"
+    max_length: int = 100  # subword pieces per side; longer training pairs are dropped
+    max_train_examples: Optional[int] = None  # first N training pairs only (quick runs)
+    valid_max_examples: Optional[int] = None  # validate on the first N dev pairs (faster validation)
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    type: Literal["unigram", "bpe"] = "unigram"
+    vocab_size: int = 8000
+    joint: bool = True  # one SentencePiece model for both languages (enables shared embeddings)
+    character_coverage: float = 1.0  # 1.0 keeps every character of Latin-script corpora
+    input_sentence_size: int = 2_000_000  # SentencePiece samples this many sentences at most
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: Literal["seq2seq", "bahdanau", "luong"] = "bahdanau"
+    cell: Literal["lstm", "gru"] = "lstm"
+    embedding_size: int = 256
+    hidden_size: int = 512  # the decoder's; a bidirectional encoder uses half per direction
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.2
+    attention_size: int = 0  # additive/concat attention's inner size; 0 = hidden_size
+    attention_score: Literal["dot", "general", "concat"] = "general"  # luong only
+    input_feeding: bool = True  # luong only: feed the attentional state to the next step
+    context_every_step: bool = False  # seq2seq only: Cho et al. 2014 context at every step
+    tie_embeddings: bool = False  # decoder input and output embeddings share one matrix
+    share_embeddings: bool = False  # source and target embeddings share one matrix (joint vocab)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_tokens: int = 4096  # padded tokens per batch (the longer side counts)
+    max_epochs: Optional[int] = 30
+    max_steps: Optional[int] = None
+    max_minutes: Optional[float] = None
+    lr: float = 0.001
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = 0.0
+    clip_norm: float = 5.0  # 0 = no clipping
+    label_smoothing: float = 0.1
+    teacher_forcing: float = 1.0  # below 1, a share of steps feed the model's own prediction
+    schedule: Literal["constant", "plateau", "inverse_sqrt"] = "constant"
+    warmup_steps: int = 0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2  # validations without improvement before the lr drops
+    min_lr: float = 1e-5
+    best_metric: Literal["bleu", "chrf", "loss", "ppl"] = "bleu"
+    patience: Optional[int] = None  # stop after this many validations without improvement
+    log_every: int = 50
+    valid_every: int = 500
+    save_every: int = 100
+    max_bad_steps: int = 10  # consecutive NaN/inf losses before the run is declared diverged
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default (all cores)
+    samples: int = 3  # sample translations printed at each validation
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    beam_size: int = 5
+    length_penalty: float = 1.0  # GNMT alpha; 0 = raw log-probability
+    max_length_ratio: float = 1.5  # output length limit = ratio * source length + offset
+    max_length_offset: int = 10
+    batch_size: int = 64  # sentences per decoding batch
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+
+# Values that must be positive (> 0) or non-negative (>= 0); checked with the dotted key.
+_POSITIVE = {
+    "data.max_length", "data.max_train_examples", "data.valid_max_examples",
+    "tokenizer.vocab_size", "tokenizer.input_sentence_size", "tokenizer.character_coverage",
+    "model.embedding_size", "model.hidden_size", "model.num_layers",
+    "train.batch_tokens", "train.max_epochs", "train.max_steps", "train.max_minutes", "train.lr",
+    "train.log_every", "train.valid_every", "train.save_every", "train.max_bad_steps",
+    "train.patience", "train.plateau_patience",
+    "search.beam_size", "search.max_length_ratio", "search.batch_size",
+}
+_NON_NEGATIVE = {
+    "model.dropout", "model.attention_size", "train.weight_decay", "train.clip_norm",
+    "train.label_smoothing", "train.warmup_steps", "train.min_lr", "train.num_threads",
+    "train.samples", "search.length_penalty", "search.max_length_offset", "train.seed",
+}
+_AT_MOST_ONE = {"model.dropout", "train.label_smoothing", "train.teacher_forcing",
+                "tokenizer.character_coverage", "train.plateau_factor"}
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin in (list, dict):
+        return f"a {origin.__name__}"
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(tp))
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if origin is dict:
+        key_tp, val_tp = typing.get_args(tp)
+        return isinstance(value, dict) and all(
+            _matches(k, key_tp) and _matches(v, val_tp) for k, v in value.items()
+        )
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _wants_float(tp: Any) -> bool:
+    args = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+    return float in args and int not in args
+
+
+def _closest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(choices)
+
+
+def _build(cls: type, values: Any, prefix: str, source: str) -> Any:
+    """Turn a nested dict into dataclass `cls`, failing on unknown keys and wrong types."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise UserError(f"'{prefix or 'config'}' must be a mapping of keys, got {values!r}",
+                        source, "write it as 'key: value' lines")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            choices = [f"{prefix}.{n}" if prefix else n for n in names]
+            raise UserError(f"unknown config key '{dotted}'", source, _closest(dotted, choices))
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, dotted, source)
+            continue
+        if not _matches(value, tp):
+            raise UserError(f"'{dotted}' must be {_describe(tp)}, got {value!r}", source,
+                            f"set {dotted} to {_describe(tp)}")
+        _check_range(dotted, value, source)
+        if _wants_float(tp) and isinstance(value, int):
+            value = float(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _check_range(dotted: str, value: Any, source: str) -> None:
+    if value is None or isinstance(value, (bool, str, list, dict)):
+        return
+    if dotted in _POSITIVE and value <= 0:
+        raise UserError(f"'{dotted}' must be greater than 0, got {value!r}", source,
+                        f"set {dotted} to a positive value")
+    if dotted in _NON_NEGATIVE and value < 0:
+        raise UserError(f"'{dotted}' must be 0 or more, got {value!r}", source,
+                        f"set {dotted} to a non-negative value")
+    if dotted in _AT_MOST_ONE and value > 1:
+        raise UserError(f"'{dotted}' must be at most 1, got {value!r}", source,
+                        f"set {dotted} to a value in [0, 1]")
+
+
+def _check_consistency(config: Config, source: str) -> None:
+    m = config.model
+    if m.bidirectional and m.hidden_size % 2:
+        raise UserError(f"model.hidden_size must be even with a bidirectional encoder, got "
+                        f"{m.hidden_size}", source, "use an even hidden_size")
+    if m.share_embeddings and not config.tokenizer.joint:
+        raise UserError("model.share_embeddings needs one joint vocabulary", source,
+                        "set tokenizer.joint: true or model.share_embeddings: false")
+    if config.train.batch_tokens < config.data.max_length + 2:
+        raise UserError(
+            f"train.batch_tokens ({config.train.batch_tokens}) is smaller than the longest "
+            f"allowed sentence (data.max_length {config.data.max_length} + 2 special tokens)",
+            source, "raise train.batch_tokens or lower data.max_length")
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`model.hidden_size=512` -> (['model', 'hidden_size'], 512); the value is a YAML scalar."""
+    if "=" not in text:
+        raise UserError(f"--set needs KEY=VALUE, got '{text}'", "--set",
+                        "write it like --set model.hidden_size=512")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise UserError(f"--set has an empty key in '{text}'", "--set",
+                        "write it like --set model.hidden_size=512")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw  # not valid YAML: take it as a plain string
+    return key.split("."), value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each dotted key in a nested dict; mappings are created as needed."""
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = values
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return values
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    where = str(path)
+    if not path.exists():
+        raise UserError("config file not found", where, "check the path")
+    if path.is_dir():
+        raise UserError("config path is a folder, not a YAML file", where, "name a .yaml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read config: {exc}", where, "check the file") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"{where}, line {mark.line + 1}" if mark is not None else where
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UserError(f"YAML syntax error: {problem}", line, "fix the YAML syntax") from None
+    if values is None:
+        raise UserError("config file is empty", where,
+                        "add at least a 'data:' section (every other key has a default)")
+    if not isinstance(values, dict):
+        raise UserError("config must be a mapping of sections", where,
+                        "start with a section such as 'data:'")
+    return values
+
+
+def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
+    config = _build(Config, values, "", source)
+    _check_consistency(config, source)
+    return config
+
+
+def load_config(path: Path | str | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or none: all defaults), apply `--set` overrides, validate."""
+    values = read_yaml(Path(path)) if path is not None else {}
+    values = apply_overrides(values, list(overrides or []))
+    source = str(path) if path is not None else "--set"
+    if overrides:
+        source += " with --set"
+    return config_from_dict(values, source)
+
+
+def save_config(config: Config, path: Path) -> None:
+    from seqattn.checkpoint import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def iter_keys(cls: type = Config, prefix: str = ""):
+    """(dotted key, type description, default, comment-free) for every leaf key, in order."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        dotted = f"{prefix}.{f.name}" if prefix else f.name
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from iter_keys(tp, dotted)
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            yield dotted, _describe(tp), default

@@ -1,0 +1,197 @@
+"""Greedy and beam search, written once against the model protocol (`encode` / `step`).
+
+Both are batched: every sentence (x beam) sits in one tensor per step, finished sentences leave
+the computation, and a sentence's output does not depend on which others share its batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from seqattn.data import collate, sentence_batches
+from seqattn.models.base import EncoderDecoder
+from seqattn.tokenizer import BOS_ID, EOS_ID
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # output ids, without EOS
+    score: float  # log-probability divided by the GNMT length penalty
+    log_prob: float
+    attention: np.ndarray | None  # [steps, source length]: one row per output token (+ EOS)
+    ended: bool  # True when it ended in EOS, False when it hit the length limit
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT (Wu et al. 2016, eq. 14): lp(Y) = ((5 + |Y|) / 6) ^ alpha."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_output_lengths(src_lengths: torch.Tensor, ratio: float, offset: int) -> torch.Tensor:
+    """Output length limit per sentence, counted in tokens including EOS."""
+    return (src_lengths.float() * ratio).ceil().long() + offset
+
+
+def _finish(tokens: list[int], log_prob: float, attention: torch.Tensor | None, src_len: int,
+            alpha: float, ended: bool) -> Hypothesis:
+    steps = len(tokens) + (1 if ended else 0)
+    attn = None if attention is None else attention[:steps, :src_len].float().cpu().numpy()
+    return Hypothesis(tokens, log_prob / length_penalty(steps, alpha), log_prob, attn, ended)
+
+
+@torch.inference_mode()
+def greedy_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Tensor,
+                  max_lengths: torch.Tensor, alpha: float = 0.0,
+                  return_attention: bool = False) -> list[list[Hypothesis]]:
+    """Pick the most likely token at each step; one hypothesis per sentence."""
+    batch = src.size(0)
+    state = model.encode(src, src_lengths)
+    alive = torch.arange(batch, device=src.device)  # original rows still decoding
+    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=src.device)
+    tokens = torch.empty(batch, 0, dtype=torch.long, device=src.device)
+    log_probs = torch.zeros(batch, device=src.device)
+    attn = None
+    results: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    limit = max_lengths.to(src.device)
+    for t in range(int(max_lengths.max())):
+        step_lp, state = model.step(prev, state)  # [N, V]
+        best_lp, prev = step_lp.max(dim=-1)  # [N]
+        log_probs = log_probs + best_lp
+        tokens = torch.cat([tokens, prev[:, None]], dim=1)
+        if return_attention and state.attention is not None:
+            step_attn = state.attention[:, None, :]
+            attn = step_attn if attn is None else torch.cat([attn, step_attn], dim=1)
+        done = (prev == EOS_ID) | (t + 1 >= limit[alive])
+        if bool(done.any()):
+            for row in done.nonzero().flatten().tolist():
+                ended = int(prev[row]) == EOS_ID
+                out = tokens[row].tolist()
+                out = out[:-1] if ended else out
+                results[int(alive[row])] = [_finish(
+                    out, float(log_probs[row]), None if attn is None else attn[row],
+                    int(src_lengths[alive[row]]), alpha, ended)]
+            keep = (~done).nonzero().flatten()
+            if keep.numel() == 0:
+                break
+            state, alive, prev = state.select(keep), alive[keep], prev[keep]
+            tokens, log_probs = tokens[keep], log_probs[keep]
+            attn = None if attn is None else attn[keep]
+    return results
+
+
+@torch.inference_mode()
+def beam_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Tensor,
+                beam_size: int, max_lengths: torch.Tensor, alpha: float = 1.0, nbest: int = 1,
+                return_attention: bool = False) -> list[list[Hypothesis]]:
+    """Beam search; returns up to `nbest` hypotheses per sentence, best (highest score) first.
+
+    Alive hypotheses compete on raw log-probability; finished ones are ranked by the length-
+    normalised score. A sentence is done once `beam_size` hypotheses finished or at its limit.
+    """
+    device, batch, k = src.device, src.size(0), beam_size
+    state = model.encode(src, src_lengths).select(
+        torch.arange(batch, device=device).repeat_interleave(k))  # [N*K]
+    alive = torch.arange(batch, device=device)  # original sentence of each active row group
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start identical: keep only the first
+    tokens = torch.empty(batch * k, 0, dtype=torch.long, device=device)
+    prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
+    attn = None
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    limit = max_lengths.to(device)
+    for t in range(int(max_lengths.max())):
+        n = alive.numel()
+        step_lp, state = model.step(prev, state)  # [N*K, V]
+        vocab = step_lp.size(-1)
+        candidates = (scores.view(-1, 1) + step_lp).view(n, k * vocab)
+        top_scores, top_index = candidates.topk(min(2 * k, k * vocab), dim=1)  # [N, 2K]
+        origin = top_index // vocab + (torch.arange(n, device=device) * k)[:, None]  # rows
+        top_tokens = top_index % vocab
+        step_attn = state.attention if return_attention else None
+        is_eos = top_tokens == EOS_ID
+        at_limit = (t + 1 >= limit[alive])  # [N]
+        # EOS candidates ranked inside the top K end a hypothesis.
+        ends = is_eos & (torch.arange(top_tokens.size(1), device=device) < k)[None, :]
+        ends &= top_scores > float("-inf")
+        for sent, j in ends.nonzero().tolist():
+            row = int(origin[sent, j])
+            hist = _history(attn, step_attn, row)
+            finished[int(alive[sent])].append(_finish(
+                tokens[row].tolist(), float(top_scores[sent, j]), hist,
+                int(src_lengths[alive[sent]]), alpha, ended=True))
+        # Continue with the best K candidates that are not EOS.
+        not_eos = ~is_eos
+        rank = not_eos.cumsum(dim=1)
+        chosen = not_eos & (rank <= k)  # exactly K per sentence (at most K EOS among 2K)
+        sel = chosen.nonzero()[:, 1].view(n, k)
+        scores = top_scores.gather(1, sel)  # [N, K]
+        rows = origin.gather(1, sel).flatten()  # [N*K]
+        prev = top_tokens.gather(1, sel).flatten()
+        tokens = torch.cat([tokens[rows], prev[:, None]], dim=1)
+        if step_attn is not None:
+            new = step_attn[rows][:, None, :]
+            attn = new if attn is None else torch.cat([attn[rows], new], dim=1)
+        state = state.select(rows)
+        # Sentences at their limit end with their alive beams; others end with K finished.
+        counts = torch.tensor([len(finished[int(s)]) for s in alive.tolist()], device=device)
+        done = at_limit | (counts >= k)
+        for sent in (at_limit & (counts < k)).nonzero().flatten().tolist():
+            for j in range(k):
+                row = sent * k + j
+                if scores[sent, j] > float("-inf"):
+                    finished[int(alive[sent])].append(_finish(
+                        tokens[row].tolist(), float(scores[sent, j]),
+                        None if attn is None else attn[row],
+                        int(src_lengths[alive[sent]]), alpha, ended=False))
+        if bool(done.any()):
+            keep = (~done).nonzero().flatten()
+            if keep.numel() == 0:
+                break
+            rows = (keep[:, None] * k + torch.arange(k, device=device)[None, :]).flatten()
+            state, alive, scores = state.select(rows), alive[keep], scores[keep]
+            tokens, prev = tokens[rows], prev[rows]
+            attn = None if attn is None else attn[rows]
+    return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]
+
+
+def _history(attn: torch.Tensor | None, step_attn: torch.Tensor | None,
+             row: int) -> torch.Tensor | None:
+    """The attention rows of hypothesis `row` including this step's (for a hypothesis ending now)."""
+    if step_attn is None:
+        return None
+    last = step_attn[row][None, :]
+    return last if attn is None else torch.cat([attn[row], last], dim=0)
+
+
+@torch.inference_mode()
+def decode(model: EncoderDecoder, sources: list[np.ndarray], beam_size: int, alpha: float,
+           max_length_ratio: float, max_length_offset: int, batch_size: int,
+           device: torch.device, nbest: int = 1, return_attention: bool = False,
+           progress=None) -> list[list[Hypothesis]]:
+    """Translate id sequences (no specials) in length-sorted batches; results in input order."""
+    model.eval()
+    results: list[list[Hypothesis]] = [[] for _ in sources]
+    lengths = [len(s) + 1 for s in sources]
+    empty = np.empty(0, dtype=np.int32)
+    for indices in sentence_batches(lengths, batch_size):
+        batch = collate([sources[i] for i in indices], [empty] * len(indices), indices)
+        src, src_lengths = batch.src.to(device), batch.src_lengths.to(device)
+        limits = max_output_lengths(batch.src_lengths, max_length_ratio, max_length_offset)
+        if beam_size == 1:
+            out = greedy_search(model, src, src_lengths, limits, alpha, return_attention)
+        else:
+            out = beam_search(model, src, src_lengths, beam_size, limits, alpha, nbest,
+                              return_attention)
+        for i, hyps in zip(indices, out):
+            results[i] = hyps
+        if progress is not None:
+            progress.update(len(indices))
+    return results
+
+
+def perplexity(total_loss: float, tokens: int) -> float:
+    return math.exp(min(total_loss / max(tokens, 1), 100.0))
