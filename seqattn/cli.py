@@ -1,0 +1,167 @@
+"""The `seqattn` command line: each command parses, calls one library function, reports.
+
+Exit codes: 0 success, 1 a failed run, 2 a user error (one line on stderr), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from seqattn.errors import Interrupted, RunFailed, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate and run translation models with and without attention.")
+
+_state = {"debug": False}
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config (only what differs from defaults).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a config key: --set model.hidden_size=512 (repeatable).")]
+RunDirOpt = Annotated[Optional[Path], typer.Option(
+    "--run-dir", help="Run directory [default: runs/<config file stem>].")]
+RunDirArg = Annotated[Path, typer.Argument(help="Run directory written by 'seqattn train'.")]
+BeamOpt = Annotated[Optional[int], typer.Option("--beam", min=1, help="Beam size (1 = greedy).")]
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug or os.environ.get("SEQATTN_DEBUG") == "1"
+
+
+def _fail(code: int, message: str) -> None:
+    if _state["debug"]:
+        traceback.print_exc()
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def run_command(function, *args, **kwargs):
+    """Call the library; turn our exceptions into one line and an exit code."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            return function(*args, **kwargs)
+    except UserError as exc:
+        _fail(2, exc.message())
+    except RunFailed as exc:
+        _fail(1, f"error: {exc}")
+    except Interrupted as exc:
+        _fail(130, str(exc))
+    except KeyboardInterrupt:
+        _fail(130, "interrupted")
+    except BrokenPipeError:  # e.g. `seqattn translate ... | head`
+        sys.stderr.close()
+        raise typer.Exit(0) from None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _default_run_dir(config: Path, run_dir: Optional[Path]) -> Path:
+    return run_dir if run_dir is not None else Path("runs") / config.stem
+
+
+@app.command()
+def prepare(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None) -> None:
+    """Train SentencePiece on the training split and cache the encoded corpus."""
+    from seqattn.config import load_config
+    from seqattn.prepare import describe
+    from seqattn.prepare import prepare as prepare_run
+
+    def job():
+        cfg = load_config(config, set_)
+        folder = _default_run_dir(config, run_dir)
+        if folder.exists() and not folder.is_dir():
+            raise UserError("run dir is a file", str(folder), "choose another --run-dir")
+        prepared = prepare_run(cfg, folder, say=_say)
+        _say(describe(prepared.stats))
+        typer.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                               for k, v in prepared.stats.items()}))
+
+    run_command(job)
+
+
+@app.command()
+def train(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
+          resume: Annotated[bool, typer.Option("--resume", help="Continue the run in RUN_DIR.")] = False,
+          overwrite: Annotated[bool, typer.Option("--overwrite", help="Start RUN_DIR again.")] = False,
+          ) -> None:
+    """Train a model (prepares the data first when needed)."""
+    from seqattn.config import load_config
+    from seqattn.train import train as train_run
+
+    def job():
+        cfg = load_config(config, set_)
+        return train_run(cfg, _default_run_dir(config, run_dir), resume=resume,
+                         overwrite=overwrite, say=_say)
+
+    run_command(job)
+
+
+@app.command()
+def evaluate(run_dir: RunDirArg,
+             split: Annotated[Optional[str], typer.Option("--split", help="Split [default: data.test_split].")] = None,
+             beam: BeamOpt = None, set_: SetOpt = None,
+             output: Annotated[Optional[Path], typer.Option("--output", help="Hypotheses file.")] = None,
+             checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="best.pt, last.pt or a path.")] = None,
+             ) -> None:
+    """Translate a split and score it (BLEU, chrF, perplexity)."""
+    from tqdm import tqdm
+
+    from seqattn.evaluate import evaluate as evaluate_run
+
+    def job():
+        with tqdm(unit="sent", file=sys.stderr, disable=None) as bar:
+            report = evaluate_run(run_dir, split, beam, set_, output, checkpoint, progress=bar)
+        _say(f"{report['split']}: BLEU {report['bleu']:.2f} chrF {report['chrf']:.2f} "
+             f"ppl {report['ppl']:.2f} | {report['sentences']} sentences in "
+             f"{report['seconds']:.1f}s ({report['sentences_per_second']} sent/s), beam "
+             f"{report['beam']}")
+        _say(f"  {report['sacrebleu signatures'].get('bleu', '')}")
+        _say(f"  wrote {run_dir / 'eval' / (report['split'] + '.json')} and "
+             f"{report['hypotheses_file']}")
+        typer.echo(json.dumps({k: report[k] for k in ("split", "bleu", "chrf", "ppl", "beam",
+                                                       "sentences", "seconds")}))
+
+    run_command(job)
+
+
+@app.command()
+def translate(run_dir: RunDirArg,
+              input_file: Annotated[Optional[str], typer.Argument(
+                  help="Input file, one sentence per line; '-' or nothing for stdin.")] = None,
+              beam: BeamOpt = None,
+              nbest: Annotated[int, typer.Option("--nbest", min=1, help="Hypotheses per line (tab-separated: index, score, text).")] = 1,
+              batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Sentences per batch.")] = None,
+              output: Annotated[Optional[Path], typer.Option("--output", help="Output file [default: stdout].")] = None,
+              attention: Annotated[Optional[Path], typer.Option("--attention", help="Write attention JSON + PNG per sentence here.")] = None,
+              errors: Annotated[str, typer.Option("--errors", help="Invalid UTF-8 or NUL in input: 'strict' (error) or 'replace'.")] = "strict",
+              checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="best.pt, last.pt or a path.")] = None,
+              ) -> None:
+    """Translate sentences, one per line, keeping the line count and order."""
+    from seqattn.textio import run_translate
+
+    run_command(run_translate, run_dir, input_file, beam, nbest, batch_size, output, attention,
+                errors, checkpoint)
+
+
+def entry() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,145 @@
+"""Line-exact text I/O for `seqattn translate`: one output line per input line, in order.
+
+Lines are split on '\\n' only (not on the other Unicode line breaks that str.splitlines knows),
+so odd characters never shift a line. Invalid UTF-8 and NUL bytes are an error naming the line,
+or replaced with U+FFFD under `--errors replace`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from seqattn.checkpoint import atomic_write_text
+from seqattn.errors import UserError
+
+
+def decode_lines(data: bytes, source: str, errors: str = "strict") -> list[str]:
+    if errors not in ("strict", "replace"):
+        raise UserError(f"unknown --errors value '{errors}'", "--errors", "use strict or replace")
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()  # the final newline ends the last line, it does not start a new one
+    lines = []
+    for number, raw in enumerate(raw_lines, start=1):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if b"\x00" in raw:
+            if errors == "strict":
+                raise UserError(f"NUL byte in input line {number}", source,
+                                "remove it, or pass --errors replace")
+            raw = raw.replace(b"\x00", "\ufffd".encode())
+        try:
+            lines.append(raw.decode("utf-8", errors=errors))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"invalid UTF-8 in input line {number} (byte {exc.start + 1})", source,
+                            "convert the file to UTF-8, or pass --errors replace") from None
+    return lines
+
+
+def read_input(input_file: str | None, errors: str) -> list[str]:
+    if input_file is None or input_file == "-":
+        return decode_lines(sys.stdin.buffer.read(), "stdin", errors)
+    path = Path(input_file)
+    if not path.is_file():
+        raise UserError("input file not found" if not path.exists() else "input is not a file",
+                        str(path), "give a text file with one sentence per line, or - for stdin")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read input ({exc.strerror})", str(path), "check permissions") from None
+    return decode_lines(data, str(path), errors)
+
+
+def check_writable_file(path: Path, option: str) -> None:
+    """Fail before any work when an output file cannot be written."""
+    if path.is_dir():
+        raise UserError("output path is a folder", str(path), f"give a file name to {option}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError("output folder does not exist", str(parent), "create it first")
+    if not _can_write(parent):
+        raise UserError("output folder is not writable", str(parent), "choose another path")
+
+
+def _can_write(folder: Path) -> bool:
+    import os
+
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_attention_dir(path: Path) -> None:
+    from seqattn.plot import require_matplotlib
+
+    if path.exists() and not path.is_dir():
+        raise UserError("--attention path is a file", str(path), "give a folder")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not path.exists() and not parent.is_dir():
+        raise UserError("parent folder of --attention does not exist", str(parent), "create it")
+    require_matplotlib()
+
+
+def format_results(results, nbest: int) -> list[str]:
+    if nbest == 1:
+        return [r.text for r in results]
+    lines = []
+    for index, r in enumerate(results):
+        options = r.nbest or [(r.score, r.text)]
+        lines.extend(f"{index}\t{score:.4f}\t{text}" for score, text in options)
+    return lines
+
+
+def write_attention(folder: Path, results) -> None:
+    from seqattn.plot import save_attention_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, r in enumerate(results, start=1):
+        if r.attention is None:
+            continue
+        stem = folder / f"{index:05d}"
+        atomic_write_text(stem.with_suffix(".json"), json.dumps({
+            "source": r.source, "translation": r.text, "src_pieces": r.src_pieces,
+            "tgt_pieces": r.tgt_pieces, "attention": r.attention.round(5).tolist()},
+            ensure_ascii=False) + "\n")
+        save_attention_png(stem.with_suffix(".png"), r.attention, r.src_pieces, r.tgt_pieces,
+                           title=r.text[:80])
+
+
+def run_translate(run_dir: Path, input_file: str | None, beam: int | None, nbest: int,
+                  batch_size: int | None, output: Path | None, attention: Path | None,
+                  errors: str, checkpoint: str | None) -> None:
+    from seqattn.translate import Translator
+
+    if output is not None:
+        check_writable_file(output, "--output")
+    if attention is not None:
+        check_attention_dir(attention)
+    interactive = input_file is None and sys.stdin.isatty()
+    lines = None if interactive else read_input(input_file, errors)
+    translator = Translator(run_dir, checkpoint=checkpoint)
+    if interactive:
+        return _interactive(translator, beam)
+    results = translator.translate(lines, beam=beam, nbest=nbest, batch_size=batch_size,
+                                   attention=attention is not None)
+    text = "".join(line + "\n" for line in format_results(results, nbest))
+    if output is not None:
+        atomic_write_text(output, text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if attention is not None:
+        write_attention(attention, results)
+        model_note = "" if translator.model.has_attention else " (this model has no attention)"
+        print(f"attention written to {attention}{model_note}", file=sys.stderr)
+
+
+def _interactive(translator, beam: int | None) -> None:
+    print("type a sentence and press enter; Ctrl-D to quit", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return
+        print(translator.translate([line], beam=beam, attention=False)[0].text, flush=True)
