@@ -29,6 +29,21 @@ RunDirOpt = Annotated[Optional[Path], typer.Option(
     "--run-dir", help="Run directory [default: runs/<config file stem>].")]
 RunDirArg = Annotated[Path, typer.Argument(help="Run directory written by 'seqattn train'.")]
 BeamOpt = Annotated[Optional[int], typer.Option("--beam", min=1, help="Beam size (1 = greedy).")]
+CheckpointOpt = Annotated[Optional[str], typer.Option(
+    "--checkpoint", help="best.pt (default), last.pt, or a path.")]
+SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Split [default: data.test_split].")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", help="Output file [default: stdout].")]
+InputArg = Annotated[Optional[str], typer.Argument(
+    help="Input file, one sentence per line; '-' or nothing for stdin.")]
+NbestOpt = Annotated[int, typer.Option(
+    "--nbest", min=1, help="Hypotheses per line (tab-separated: index, score, text).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Sentences per batch.")]
+AttentionOpt = Annotated[Optional[Path], typer.Option(
+    "--attention", help="Folder for attention JSON + PNG heatmaps, one per sentence.")]
+ErrorsOpt = Annotated[str, typer.Option(
+    "--errors", help="Invalid UTF-8 or NUL in input: 'strict' (error) or 'replace'.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in RUN_DIR.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Start RUN_DIR again.")]
 
 
 @app.callback()
@@ -97,9 +112,7 @@ def prepare(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None) -
 
 @app.command()
 def train(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
-          resume: Annotated[bool, typer.Option("--resume", help="Continue the run in RUN_DIR.")] = False,
-          overwrite: Annotated[bool, typer.Option("--overwrite", help="Start RUN_DIR again.")] = False,
-          ) -> None:
+          resume: ResumeOpt = False, overwrite: OverwriteOpt = False) -> None:
     """Train a model (prepares the data first when needed)."""
     from seqattn.config import load_config
     from seqattn.train import train as train_run
@@ -113,12 +126,9 @@ def train(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
 
 
 @app.command()
-def evaluate(run_dir: RunDirArg,
-             split: Annotated[Optional[str], typer.Option("--split", help="Split [default: data.test_split].")] = None,
-             beam: BeamOpt = None, set_: SetOpt = None,
-             output: Annotated[Optional[Path], typer.Option("--output", help="Hypotheses file.")] = None,
-             checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="best.pt, last.pt or a path.")] = None,
-             ) -> None:
+def evaluate(run_dir: RunDirArg, split: SplitOpt = None, beam: BeamOpt = None,
+             set_: SetOpt = None, output: OutputOpt = None,
+             checkpoint: CheckpointOpt = None) -> None:
     """Translate a split and score it (BLEU, chrF, perplexity)."""
     from tqdm import tqdm
 
@@ -141,17 +151,10 @@ def evaluate(run_dir: RunDirArg,
 
 
 @app.command()
-def translate(run_dir: RunDirArg,
-              input_file: Annotated[Optional[str], typer.Argument(
-                  help="Input file, one sentence per line; '-' or nothing for stdin.")] = None,
-              beam: BeamOpt = None,
-              nbest: Annotated[int, typer.Option("--nbest", min=1, help="Hypotheses per line (tab-separated: index, score, text).")] = 1,
-              batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Sentences per batch.")] = None,
-              output: Annotated[Optional[Path], typer.Option("--output", help="Output file [default: stdout].")] = None,
-              attention: Annotated[Optional[Path], typer.Option("--attention", help="Write attention JSON + PNG per sentence here.")] = None,
-              errors: Annotated[str, typer.Option("--errors", help="Invalid UTF-8 or NUL in input: 'strict' (error) or 'replace'.")] = "strict",
-              checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="best.pt, last.pt or a path.")] = None,
-              ) -> None:
+def translate(run_dir: RunDirArg, input_file: InputArg = None, beam: BeamOpt = None,
+              nbest: NbestOpt = 1, batch_size: BatchOpt = None, output: OutputOpt = None,
+              attention: AttentionOpt = None, errors: ErrorsOpt = "strict",
+              checkpoint: CheckpointOpt = None) -> None:
     """Translate sentences, one per line, keeping the line count and order."""
     from seqattn.textio import run_translate
 

@@ -167,6 +167,18 @@ def _matches(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
+def _accepts_float(tp: Any) -> bool:
+    args = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+    return float in args
+
+
+def _float_or_keep(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _wants_float(tp: Any) -> bool:
     args = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
     return float in args and int not in args
@@ -196,6 +208,8 @@ def _build(cls: type, values: Any, prefix: str, source: str) -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value, dotted, source)
             continue
+        if isinstance(value, str) and _accepts_float(tp):
+            value = _float_or_keep(value)  # YAML 1.1 reads 3e-4 (no dot) as a string
         if not _matches(value, tp):
             raise UserError(f"'{dotted}' must be {_describe(tp)}, got {value!r}", source,
                             f"set {dotted} to {_describe(tp)}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from seqattn.checkpoint import load_checkpoint
 from seqattn.config import Config, apply_overrides, config_from_dict, read_yaml
 from seqattn.errors import UserError

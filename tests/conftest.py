@@ -7,7 +7,11 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+# Tiny models run fastest on one thread, and the suite must not fight other work for cores.
+torch.set_num_threads(1)
 
 SHARED_MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 
