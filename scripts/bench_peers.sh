@@ -68,7 +68,8 @@ done
 [[ $budget =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--budget must be minutes, got '$budget'"
 [[ $probe_seconds =~ ^[0-9]+$ ]] || die "--probe-seconds must be whole seconds, got '$probe_seconds'"
 [[ -z $onmt_steps || $onmt_steps =~ ^[0-9]+$ ]] || die "--onmt-steps must be a number, got '$onmt_steps'"
-for step in ${only//,/ }; do
+IFS=, read -r -a steps <<< "$only"
+for step in "${steps[@]}"; do
     [[ $step =~ ^(data|install|seqattn|joeynmt|opennmt|table)$ ]] || die "unknown step '$step' in --only"
 done
 want() { [[ ",$only," == *",$1,"* ]]; }

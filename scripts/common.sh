@@ -1,4 +1,5 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
+# (SC2034: SCRIPTS_DIR and REPO_ROOT are set here for the scripts that source this file.)
 # Sourced by the scripts in this folder (not run on its own): the Python to use and the
 # greedy + beam-5 evaluation that every script does after training.
 
