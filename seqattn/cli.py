@@ -162,6 +162,48 @@ def translate(run_dir: RunDirArg, input_file: InputArg = None, beam: BeamOpt = N
                 errors, checkpoint)
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UserError(f"{option} needs positive integers separated by commas, got '{text}'",
+                        option, f"e.g. {option} 1000,2000")
+    return values
+
+
+@app.command()
+def bench(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
+          batch_tokens: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "2048",
+          precision: Annotated[str, typer.Option(help="Comma-separated: fp32,bf16.")] = "fp32,bf16",
+          beams: Annotated[str, typer.Option(help="Comma-separated beam sizes.")] = "1,5",
+          steps: Annotated[int, typer.Option(min=1, help="Timed training steps.")] = 10,
+          warmup: Annotated[int, typer.Option(min=1, help="Untimed steps first.")] = 3,
+          sentences: Annotated[int, typer.Option(min=1, help="Dev sentences to decode.")] = 1000,
+          output: OutputOpt = None) -> None:
+    """Measure training tokens/s, FLOP/s vs the matmul peak, decoding sentences/s, peak RSS."""
+    from seqattn.bench import run_bench
+    from seqattn.checkpoint import atomic_write_text
+    from seqattn.config import load_config
+
+    def job():
+        cfg = load_config(config, set_)
+        precisions = [p.strip() for p in precision.split(",") if p.strip()]
+        if not precisions or set(precisions) - {"fp32", "bf16"}:
+            raise UserError(f"--precision takes fp32 and/or bf16, got '{precision}'",
+                            "--precision", "e.g. --precision fp32,bf16")
+        folder = _default_run_dir(config, run_dir)
+        report = run_bench(cfg, folder, _int_list(batch_tokens, "--batch-tokens"), precisions,
+                           _int_list(beams, "--beams"), steps, warmup, sentences, say=_say)
+        text = json.dumps(report, indent=2) + "\n"
+        if output is not None:
+            atomic_write_text(output, text)
+        typer.echo(text, nl=False)
+
+    run_command(job)
+
+
 def entry() -> None:
     app()
 

@@ -1,0 +1,133 @@
+"""`seqattn bench`: training and decoding speed, FLOP/s against the measured matmul peak, memory.
+
+Everything is measured in one process, one after another, so the figures are comparable as
+ratios even on a shared, noisy machine. Model FLOPs are counted by torch's FlopCounterMode on
+one real training step (every matrix product of forward and backward), not guessed.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from seqattn.config import Config
+from seqattn.data import EncodedSplit, make_batch, train_batches
+from seqattn.models import build_model
+from seqattn.prepare import prepare
+from seqattn.search import decode
+from seqattn.tokenizer import PAD_ID
+from seqattn.train import resolve_device
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
+    """GFLOP/s of the largest product of training: [2048 x 512] x [512 x 8000] (output layer)."""
+    a = torch.randn(2048, 512, dtype=dtype, device=device)
+    b = torch.randn(512, 8000, dtype=dtype, device=device)
+    a @ b
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        runs += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * 2048 * 512 * 8000 * runs / (time.perf_counter() - started) / 1e9
+
+
+def _train_step(model, optimizer, batch, precision: str, device: torch.device) -> None:
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        logits = model(batch)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(),
+                               ignore_index=PAD_ID, reduction="sum") / batch.num_tgt_tokens
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    optimizer.step()
+
+
+def training_speed(config: Config, data: EncodedSplit, vocab: tuple[int, int], batch_tokens: int,
+                   precision: str, steps: int, warmup: int, device: torch.device) -> dict:
+    """Target tokens/s and achieved model GFLOP/s over `steps` timed training steps."""
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model, *vocab).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    batches = train_batches(data, batch_tokens, config.train.seed, 0)
+    batches = (batches * (1 + (warmup + steps) // max(1, len(batches))))[: warmup + steps]
+    prepared = [make_batch(data, b).to(device) for b in batches]
+    for batch in prepared[:warmup]:
+        _train_step(model, optimizer, batch, precision, device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _train_step(model, optimizer, prepared[warmup], precision, device)
+    flops_first = counter.get_total_flops()
+    tokens_first = prepared[warmup].num_tgt_tokens
+    tokens, started = 0, time.perf_counter()
+    for batch in prepared[warmup:]:
+        _train_step(model, optimizer, batch, precision, device)
+        tokens += batch.num_tgt_tokens
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    flops = flops_first / tokens_first * tokens  # FLOPs scale with target tokens
+    return {"batch_tokens": batch_tokens, "precision": precision, "steps": steps,
+            "tgt_tokens_per_second": round(tokens / seconds, 1),
+            "gflops_per_second": round(flops / seconds / 1e9, 2),
+            "parameters": model.num_parameters()}
+
+
+def decoding_speed(model, data: EncodedSplit, config: Config, beam: int,
+                   device: torch.device) -> dict:
+    search = config.search
+    started = time.perf_counter()
+    decode(model, data.src, beam, search.length_penalty, search.max_length_ratio,
+           search.max_length_offset, search.batch_size, device)
+    seconds = time.perf_counter() - started
+    return {"beam": beam, "sentences": len(data.src), "seconds": round(seconds, 2),
+            "sentences_per_second": round(len(data.src) / seconds, 2)}
+
+
+def peak_rss_mib() -> float:
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)
+
+
+def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions: list[str],
+              beams: list[int], steps: int, warmup: int, sentences: int, say=print) -> dict:
+    device = resolve_device(config.train.device)
+    prepared = prepare(config, run_dir, with_valid=True, say=say)
+    vocab = (prepared.tokenizer.src_vocab_size, prepared.tokenizer.tgt_vocab_size)
+    report: dict = {"device": str(device), "threads": torch.get_num_threads(),
+                    "model": config.model.kind, "peak_gflops": {}, "training": [], "decoding": []}
+    for precision in precisions:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        report["peak_gflops"][precision] = round(matmul_peak(dtype, device), 1)
+        say(f"matmul peak {precision}: {report['peak_gflops'][precision]} GFLOP/s")
+    for precision in precisions:
+        for tokens in batch_tokens:
+            result = training_speed(config, prepared.train, vocab, tokens, precision, steps,
+                                    warmup, device)
+            result["fraction_of_peak"] = round(
+                result["gflops_per_second"] / report["peak_gflops"][precision], 3)
+            report["training"].append(result)
+            say(f"train {precision} batch {tokens}: {result['tgt_tokens_per_second']} tgt tok/s, "
+                f"{result['gflops_per_second']} GFLOP/s ({result['fraction_of_peak']:.0%} of peak)")
+    torch.manual_seed(0)
+    model = build_model(config.model, *vocab).to(device).eval()
+    checkpoint = Path(run_dir) / "checkpoints" / "best.pt"
+    if checkpoint.exists():  # a trained model decodes realistic lengths; a fresh one runs to the limit
+        from seqattn.checkpoint import load_checkpoint
+
+        model.load_state_dict(load_checkpoint(checkpoint)["model"])
+        report["decoding_checkpoint"] = str(checkpoint)
+    sample = EncodedSplit(prepared.valid.src[:sentences], prepared.valid.tgt[:sentences], [], [])
+    for beam in beams:
+        result = decoding_speed(model, sample, config, beam, device)
+        report["decoding"].append(result)
+        say(f"decode beam {beam}: {result['sentences_per_second']} sentences/s")
+    report["peak_rss_mib"] = peak_rss_mib()
+    return report

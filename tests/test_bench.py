@@ -1,0 +1,31 @@
+"""`seqattn bench` on a tiny model: every figure is there and sane (speeds are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from seqattn.cli import app
+
+
+def test_bench_reports_training_decoding_flops_and_memory(tiny_config, tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", str(tiny_config("b")), "--run-dir", str(tmp_path / "run"), "--batch-tokens",
+        "200,400", "--precision", "fp32", "--beams", "1,3", "--steps", "2", "--warmup", "1",
+        "--sentences", "10", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["peak_gflops"]["fp32"] > 0
+    assert [r["batch_tokens"] for r in report["training"]] == [200, 400]
+    for row in report["training"]:
+        assert row["tgt_tokens_per_second"] > 0 and 0 < row["fraction_of_peak"] < 1.5
+    assert [r["beam"] for r in report["decoding"]] == [1, 3]
+    assert all(r["sentences"] == 10 for r in report["decoding"])
+    assert report["peak_rss_mib"] > 0
+
+
+def test_bench_rejects_bad_lists(tiny_config, tmp_path):
+    result = CliRunner().invoke(app, ["bench", str(tiny_config("b")), "--beams", "x"])
+    assert result.exit_code == 2 and "--beams needs positive integers" in result.output
