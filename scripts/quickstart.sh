@@ -22,8 +22,9 @@ usage: scripts/quickstart.sh [DATA_PATH] [MINUTES] [--set KEY=VALUE]... [--overw
   -h, --help        show this help
 
 A finished runs/quickstart is reused (no training) unless --overwrite is given.
-Environment: PYTHON (skips creating .venv), TORCH_INDEX_URL (where pip gets torch on Linux;
-default the PyTorch CPU index; set it empty for PyPI's default build).
+Environment: PYTHON (skips creating .venv), TORCH_INDEX_URL (an index for torch, e.g.
+https://download.pytorch.org/whl/cpu for the small CPU build on Linux; default: pip's own
+configuration, which on the project's machines finds the CPU build on disk).
 USAGE
 }
 
@@ -81,7 +82,7 @@ if [[ $install -eq 1 ]]; then
         echo "== install torch 2.13.0" >&2
         torch_index=()
         if [[ $(uname -s) == Linux ]]; then
-            index=${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}
+            index=${TORCH_INDEX_URL-}
             [[ -n $index ]] && torch_index=(--index-url "$index")
         fi
         "$PYTHON" -m pip install ${torch_index[@]+"${torch_index[@]}"} torch==2.13.0
