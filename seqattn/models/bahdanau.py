@@ -61,8 +61,8 @@ class Bahdanau(EncoderDecoder):
         embedded = self.dropout(self.tgt_embed(tgt_in))  # [B, T, E]
         token_gates = self.rnn.project_tokens(embedded)  # [B, T, G], all steps at once
         hiddens, contexts, weights = [], [], []
-        for t in range(tgt_in.size(1)):
-            state, context = self._advance(token_gates[:, t], state)
+        for gates in token_gates.unbind(1):  # unbind: one backward copy, not one per step
+            state, context = self._advance(gates, state)
             hiddens.append(state.hidden[-1])
             contexts.append(context)
             weights.append(state.attention)

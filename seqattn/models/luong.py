@@ -67,8 +67,8 @@ class Luong(EncoderDecoder):
         hidden, cell, feed = state.hidden, state.cell, state.feed
         if self.cfg.input_feeding:  # h~_{t-1} enters step t: attention must run inside the loop
             outputs, weights = [], []
-            for t in range(tgt_in.size(1)):
-                hidden, cell = self.rnn(token_gates[:, t], feed, hidden, cell)
+            for gates in token_gates.unbind(1):  # unbind: one backward copy, not one per step
+                hidden, cell = self.rnn(gates, feed, hidden, cell)
                 attentional, step_weights = self._attentional(hidden[-1][:, None, :], state)
                 feed = attentional[:, 0]
                 outputs.append(attentional)
@@ -76,8 +76,8 @@ class Luong(EncoderDecoder):
             attentional, weights = torch.cat(outputs, dim=1), torch.cat(weights, dim=1)
         else:  # only the recurrence is sequential; attention runs once over all steps
             tops = []
-            for t in range(tgt_in.size(1)):
-                hidden, cell = self.rnn(token_gates[:, t], None, hidden, cell)
+            for gates in token_gates.unbind(1):
+                hidden, cell = self.rnn(gates, None, hidden, cell)
                 tops.append(hidden[-1])
             attentional, weights = self._attentional(torch.stack(tops, dim=1), state)
         return self.generator(self.dropout(attentional)), weights  # [B, T, V], [B, T, S]

@@ -31,6 +31,14 @@ class Seq2Seq(EncoderDecoder):
         context = state.hidden[-1] if self.cfg.context_every_step else None
         return DecoderState(hidden=state.hidden, cell=state.cell, feed=context)
 
+    def _token_gates(self, embedded: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """Gate inputs of the first layer; the fixed context's share is computed once, not per step."""
+        gates = self.rnn.project_tokens(embedded)  # [B, G] or [B, T, G]
+        if context is None:
+            return gates
+        projected = self.rnn.extra_proj(context)  # [B, G]
+        return gates + (projected if gates.dim() == 2 else projected[:, None, :])
+
     def _output(self, hidden: torch.Tensor, embedded: torch.Tensor,
                 context: torch.Tensor | None) -> torch.Tensor:
         parts = [hidden, embedded] if context is None else [hidden, embedded, context]
@@ -39,7 +47,7 @@ class Seq2Seq(EncoderDecoder):
     def step(self, prev_tokens: torch.Tensor, state: DecoderState
              ) -> tuple[torch.Tensor, DecoderState]:
         embedded = self.tgt_embed(prev_tokens)  # [B, E]
-        hidden, cell = self.rnn(self.rnn.project_tokens(embedded), state.feed, state.hidden,
+        hidden, cell = self.rnn(self._token_gates(embedded, state.feed), None, state.hidden,
                                 state.cell)
         logits = self._output(hidden[-1], embedded, state.feed)  # [B, V]
         new_state = DecoderState(hidden=hidden, cell=cell, feed=state.feed)
@@ -48,10 +56,10 @@ class Seq2Seq(EncoderDecoder):
     def teacher_forced(self, src, src_lengths, tgt_in):
         state = self.encode(src, src_lengths)
         embedded = self.dropout(self.tgt_embed(tgt_in))  # [B, T, E]
-        token_gates = self.rnn.project_tokens(embedded)  # [B, T, G], all steps at once
+        token_gates = self._token_gates(embedded, state.feed)  # [B, T, G], all steps at once
         hidden, cell, outputs = state.hidden, state.cell, []
-        for t in range(tgt_in.size(1)):
-            hidden, cell = self.rnn(token_gates[:, t], state.feed, hidden, cell)
+        for gates in token_gates.unbind(1):  # unbind: one backward copy, not one per step
+            hidden, cell = self.rnn(gates, None, hidden, cell)
             outputs.append(hidden[-1])
         top = torch.stack(outputs, dim=1)  # [B, T, H]
         context = None if state.feed is None else state.feed[:, None, :].expand(-1, top.size(1), -1)
