@@ -10,6 +10,7 @@ import io
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,16 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
                         "is intact") from None
 
 
+def _refusal_detail(exc: Exception) -> str:
+    """The line of torch's weights-only refusal that names the culprit, not its advice to re-run
+    with weights_only=False (which would execute the file)."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if "GLOBAL" in line or line.lower().startswith("unsupported"):
+            return line[:200]
+    return "unsupported content"
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load with weights_only=True: tensors and plain containers only, never code."""
     path = Path(path)
@@ -70,11 +81,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError("checkpoint not found", str(path),
                         "train first, or pass an existing checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise on a refusal
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise UserError(f"checkpoint refused, it holds more than tensors and plain data ({first})",
-                        str(path), "only load checkpoints written by seqattn") from None
+        raise UserError(f"checkpoint refused, it holds more than tensors and plain data "
+                        f"({_refusal_detail(exc)})", str(path),
+                        "only load checkpoints written by seqattn") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"checkpoint is corrupt or truncated ({first})", str(path),

@@ -208,16 +208,22 @@ class Trainer:
     def restore(self, path: Path) -> None:
         state = load_checkpoint(path)
         check_compatible(state, self.config, self.tokenizer, path)
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state, path)
         if "optimizer" not in state:
             raise UserError("checkpoint has no optimizer state", str(path),
                             "resume from checkpoints/last.pt")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"])
-        self.progress = Progress(**state["progress"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if "cuda" in state["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"])
+            self.progress = Progress(**state["progress"])
+        except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+            raise UserError(f"checkpoint's training state is damaged ({type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
+                            str(path), "resume from another checkpoint or start again with "
+                            "--overwrite") from None
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -449,15 +455,30 @@ def check_compatible(state: dict, config: Config, tokenizer: Tokenizer, path: Pa
     if state.get("format") != CHECKPOINT_FORMAT:
         raise UserError("file is not a seqattn checkpoint of this version", str(path),
                         "use a checkpoint written by this seqattn")
+    vocab = state.get("vocab")
+    if not isinstance(state.get("config"), dict) or not isinstance(vocab, dict) \
+            or not {"src", "tgt", "tokenizer"} <= vocab.keys() or not isinstance(state["model"], dict):
+        raise UserError("checkpoint is damaged: config, vocab or model entry missing", str(path),
+                        "use another checkpoint (e.g. last.pt or best.pt) or retrain")
     saved = config_from_dict(state["config"], str(path))
     if saved.model != config.model:
         raise UserError("checkpoint's model config differs from the run's", str(path),
                         "use the config the checkpoint was trained with")
-    vocab = state["vocab"]
     if (vocab["src"], vocab["tgt"]) != (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) \
             or vocab["tokenizer"] != tokenizer.fingerprint:
         raise UserError("checkpoint's vocabulary does not match the run's tokenizer", str(path),
                         "use the tokenizer folder of the run that wrote the checkpoint")
+
+
+def load_weights(model: torch.nn.Module, state: dict, path: Path) -> None:
+    """Copy a compatible checkpoint's weights; missing or misshapen tensors are a user error."""
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines()[:2]]
+        detail = " ".join(lines)[:200] or type(exc).__name__
+        raise UserError(f"checkpoint weights do not fit the model ({detail})", str(path),
+                        "use another checkpoint (e.g. last.pt or best.pt) or retrain") from None
 
 
 def train(config: Config, run_dir: Path, resume: bool = False, overwrite: bool = False,
