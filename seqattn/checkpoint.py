@@ -49,7 +49,27 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    try:
+        _atomic_write_bytes(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot write file: {exc.strerror or exc}", str(path),
+                        "free disk space, check permissions, or choose another path") from None
+
+
+def check_can_create_dir(folder: Path, option: str = "--run-dir") -> None:
+    """Fail before any work when `folder` cannot be created or written (a parent is a file...)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError("run dir is a file", str(folder), f"choose another {option}")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError("cannot create the run dir: a parent is a file", str(existing),
+                        f"choose another {option}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError("cannot create or write the run dir: permission denied", str(existing),
+                        f"choose another {option}")
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:

@@ -78,6 +78,7 @@ def _default_run_dir(config: Path, run_dir: Optional[Path]) -> Path:
 @app.command()
 def prepare(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None) -> None:
     """Train SentencePiece on the training split and cache the encoded corpus."""
+    from seqattn.checkpoint import check_can_create_dir
     from seqattn.config import load_config
     from seqattn.prepare import describe
     from seqattn.prepare import prepare as prepare_run
@@ -85,8 +86,7 @@ def prepare(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None) -
     def job():
         cfg = load_config(config, set_)
         folder = _default_run_dir(config, run_dir)
-        if folder.exists() and not folder.is_dir():
-            raise UserError("run dir is a file", str(folder), "choose another --run-dir")
+        check_can_create_dir(folder)
         prepared = prepare_run(cfg, folder, say=_say)
         _say(describe(prepared.stats))
         typer.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from seqattn.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from seqattn.checkpoint import atomic_write_text, check_can_create_dir, load_checkpoint, save_checkpoint
 from seqattn.config import Config, config_from_dict, config_to_dict, save_config
 from seqattn.data import Batch, EncodedSplit, make_batch, sentence_batches, train_batches
 from seqattn.errors import Interrupted, RunFailed, UserError
@@ -83,8 +83,7 @@ def has_run(run_dir: Path) -> bool:
 
 
 def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError("run dir is a file", str(run_dir), "choose another --run-dir")
+    check_can_create_dir(run_dir)
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other", str(run_dir),
                         "give one of them")
@@ -230,8 +229,13 @@ class Trainer:
     def log_event(self, event: str, **fields) -> None:
         record = {"event": event, "step": self.progress.step, "epoch": self.progress.epoch,
                   "elapsed": round(self.progress.elapsed, 3), **fields}
-        with self.metrics_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with self.metrics_path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write metrics: {exc.strerror or exc}", str(self.metrics_path),
+                            "free disk space; checkpoints/last.pt is intact, resume with --resume"
+                            ) from None
 
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
         """Summed label-smoothed cross-entropy over real target tokens, and their count."""
