@@ -265,7 +265,15 @@ class Trainer:
             norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
                     if cfg.clip_norm > 0 else torch.tensor(0.0))
             if math.isfinite(float(norm)):
-                self.optimizer.step()
+                try:
+                    self.optimizer.step()
+                except RuntimeError as exc:  # e.g. lr / bias correction beyond float32
+                    if "overflow" not in str(exc):
+                        raise
+                    raise RunFailed(f"training diverged: the optimizer step overflowed at step "
+                                    f"{self.progress.step + 1} (train.lr={cfg.lr}); the last good "
+                                    f"checkpoint is kept in {self.run_dir / 'checkpoints'}. Lower "
+                                    f"train.lr") from None
                 return loss_value
         self.optimizer.zero_grad(set_to_none=True)
         return None
