@@ -102,10 +102,11 @@ def train(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
           ) -> None:
     """Train a model (prepares the data first when needed)."""
     from seqattn.config import load_config
-    from seqattn.train import train as train_run
 
     def job():
         cfg = load_config(config, set_)
+        from seqattn.train import train as train_run  # torch: only once the config is valid
+
         return train_run(cfg, _default_run_dir(config, run_dir), resume=resume,
                          overwrite=overwrite, say=_say)
 
@@ -160,7 +161,30 @@ def translate(run_dir: RunDirArg,
 
 
 def entry() -> None:
-    app()
+    """Like `app()`, but a bad option or argument is one `error:` line too, not a usage box."""
+    try:
+        from typer._click import exceptions as click_errors  # typer >= 0.2x vendors click
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions as click_errors
+
+    no_args = getattr(click_errors, "NoArgsIsHelpError", ())  # click >= 8.2
+    try:
+        code = app(standalone_mode=False)
+    except no_args as exc:  # bare `seqattn`: the help text
+        exc.show()
+        code = exc.exit_code
+    except click_errors.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "seqattn"
+        if _state["debug"] or os.environ.get("SEQATTN_DEBUG") == "1":
+            traceback.print_exc()
+        typer.echo(UserError(exc.format_message(), where, f"see '{where} --help'").message(),
+                   err=True)
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
