@@ -501,14 +501,21 @@ def train(config: Config, run_dir: Path, resume: bool = False, overwrite: bool =
     device = resolve_device(config.train.device)
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
-    prepared = prepare(config, run_dir, with_valid=True, allow_retrain=not resume, say=say)
+    created = not run_dir.exists()
+    try:
+        prepared = prepare(config, run_dir, with_valid=True, allow_retrain=not resume, say=say)
+    except UserError:
+        if created:  # e.g. nothing left after filtering: leave no half-made run dir behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     say(describe(prepared.stats))
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
     trainer = Trainer(config, run_dir, prepared, device, say)
     if resume:
         trainer.restore(run_dir / "checkpoints" / "last.pt")
         say(f"resuming at step {trainer.progress.step} (epoch {trainer.progress.epoch})")
+    # Only now: a --resume refused above must not replace the run's config with the wrong one.
+    save_config(config, run_dir / "config.yaml")
     model = trainer.model
     say(f"model {config.model.kind} ({config.model.cell}), {model.num_parameters():,} parameters; "
         f"device {device}, precision {trainer.precision}")
