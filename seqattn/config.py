@@ -297,6 +297,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         line = f"{where}, line {mark.line + 1}" if mark is not None else where
         problem = getattr(exc, "problem", None) or "invalid YAML"
+        if isinstance(exc, yaml.constructor.ConstructorError):  # !!python/... and other tags
+            raise UserError(f"YAML tag refused: {problem}", line,
+                            "a config holds plain values only; remove the '!!' tag") from None
         raise UserError(f"YAML syntax error: {problem}", line, "fix the YAML syntax") from None
     if values is None:
         raise UserError("config file is empty", where,
