@@ -14,8 +14,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from seqattn.errors import UserError
 
 
@@ -74,6 +72,8 @@ def check_can_create_dir(folder: Path, option: str = "--run-dir") -> None:
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     """Serialise to memory first, so a failing write (disk full) never touches the old file."""
+    import torch  # here, not at the top: text writes and CLI checks need no torch (~2 s to import)
+
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     try:
@@ -100,6 +100,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise UserError("checkpoint not found", str(path),
                         "train first, or pass an existing checkpoint")
+    import torch
+
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise on a refusal
             warnings.simplefilter("ignore")
