@@ -85,13 +85,18 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
 
 
 def _refusal_detail(exc: Exception) -> str:
-    """The line of torch's weights-only refusal that names the culprit, not its advice to re-run
-    with weights_only=False (which would execute the file)."""
+    """The part of torch's weights-only refusal that names the culprit, without its advice to
+    re-run with weights_only=False or to allow-list the global (either would run the file)."""
     for line in str(exc).splitlines():
         line = line.strip()
         if "GLOBAL" in line or line.lower().startswith("unsupported"):
-            return line[:200]
+            return _first_sentence(line.removeprefix("WeightsUnpickler error: "))
     return "unsupported content"
+
+
+def _first_sentence(text: str) -> str:
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    return text.split(". ")[0].rstrip(".")[:200]
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -111,7 +116,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
                         f"({_refusal_detail(exc)})", str(path),
                         "only load checkpoints written by seqattn") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_sentence(str(exc)) or type(exc).__name__
         raise UserError(f"checkpoint is corrupt or truncated ({first})", str(path),
                         "use another checkpoint (e.g. last.pt or best.pt) or retrain") from None
     if not isinstance(payload, dict) or "model" not in payload:

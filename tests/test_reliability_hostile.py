@@ -31,7 +31,7 @@ def test_code_running_checkpoint_is_refused_unrun(tmp_path, kind):
         load_checkpoint(path)
     message = error.value.message()
     assert "refused" in message and str(path) in message and "\n" not in message
-    assert "weights_only" not in message  # no advice to load it unsafely
+    assert "weights_only" not in message and "safe_globals" not in message  # no unsafe advice
     assert not marker.exists()
 
 
