@@ -93,6 +93,7 @@ def _default_run_dir(config: Path, run_dir: Optional[Path]) -> Path:
 @app.command()
 def prepare(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None) -> None:
     """Train SentencePiece on the training split and cache the encoded corpus."""
+    from seqattn.checkpoint import check_can_create_dir
     from seqattn.config import load_config
     from seqattn.prepare import describe
     from seqattn.prepare import prepare as prepare_run
@@ -100,8 +101,7 @@ def prepare(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None) -
     def job():
         cfg = load_config(config, set_)
         folder = _default_run_dir(config, run_dir)
-        if folder.exists() and not folder.is_dir():
-            raise UserError("run dir is a file", str(folder), "choose another --run-dir")
+        check_can_create_dir(folder)
         prepared = prepare_run(cfg, folder, say=_say)
         _say(describe(prepared.stats))
         typer.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v
@@ -115,10 +115,11 @@ def train(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
           resume: ResumeOpt = False, overwrite: OverwriteOpt = False) -> None:
     """Train a model (prepares the data first when needed)."""
     from seqattn.config import load_config
-    from seqattn.train import train as train_run
 
     def job():
         cfg = load_config(config, set_)
+        from seqattn.train import train as train_run  # torch: only once the config is valid
+
         return train_run(cfg, _default_run_dir(config, run_dir), resume=resume,
                          overwrite=overwrite, say=_say)
 
@@ -205,7 +206,30 @@ def bench(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
 
 
 def entry() -> None:
-    app()
+    """Like `app()`, but a bad option or argument is one `error:` line too, not a usage box."""
+    try:
+        from typer._click import exceptions as click_errors  # typer >= 0.2x vendors click
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions as click_errors
+
+    no_args = getattr(click_errors, "NoArgsIsHelpError", ())  # click >= 8.2
+    try:
+        code = app(standalone_mode=False)
+    except no_args as exc:  # bare `seqattn`: the help text
+        exc.show()
+        code = exc.exit_code
+    except click_errors.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "seqattn"
+        if _state["debug"] or os.environ.get("SEQATTN_DEBUG") == "1":
+            traceback.print_exc()
+        typer.echo(UserError(exc.format_message(), where, f"see '{where} --help'").message(),
+                   err=True)
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -127,6 +128,9 @@ _AT_MOST_ONE = {"model.dropout", "train.label_smoothing", "train.teacher_forcing
                 "tokenizer.character_coverage", "train.plateau_factor"}
 
 
+_LARGEST = 2**63 - 1  # beyond this an integer overflows numpy/torch (and float() for huge ones)
+
+
 def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -223,6 +227,12 @@ def _build(cls: type, values: Any, prefix: str, source: str) -> Any:
 def _check_range(dotted: str, value: Any, source: str) -> None:
     if value is None or isinstance(value, (bool, str, list, dict)):
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"'{dotted}' must be a finite number, got {value!r}", source,
+                        f"set {dotted} to a finite number (or null where that is allowed)")
+    if isinstance(value, int) and abs(value) > _LARGEST:
+        raise UserError(f"'{dotted}' is too large, got {str(value)[:20]}...", source,
+                        f"set {dotted} to a smaller value")
     if dotted in _POSITIVE and value <= 0:
         raise UserError(f"'{dotted}' must be greater than 0, got {value!r}", source,
                         f"set {dotted} to a positive value")
@@ -301,6 +311,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         line = f"{where}, line {mark.line + 1}" if mark is not None else where
         problem = getattr(exc, "problem", None) or "invalid YAML"
+        if isinstance(exc, yaml.constructor.ConstructorError):  # !!python/... and other tags
+            raise UserError(f"YAML tag refused: {problem}", line,
+                            "a config holds plain values only; remove the '!!' tag") from None
         raise UserError(f"YAML syntax error: {problem}", line, "fix the YAML syntax") from None
     if values is None:
         raise UserError("config file is empty", where,

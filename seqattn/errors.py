@@ -18,7 +18,8 @@ class UserError(Exception):
             text += f" ({self.where})"
         if self.fix:
             text += f": {self.fix}"
-        return text
+        # One line, whatever the user's key, value or path holds.
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class RunFailed(Exception):

@@ -12,6 +12,7 @@ from seqattn.checkpoint import atomic_write_text
 from seqattn.data import EncodedSplit, load_corpus
 from seqattn.metrics import bleu_by_length, corpus_scores
 from seqattn.search import perplexity
+from seqattn.textio import check_writable_file
 from seqattn.train import corpus_loss
 from seqattn.translate import Translator
 
@@ -34,6 +35,8 @@ def evaluate(run_dir: Path, split: str | None = None, beam: int | None = None,
              checkpoint: str | None = None, progress=None) -> dict:
     """Score one split; writes RUN_DIR/eval/<split>.json and the hypotheses."""
     run_dir = Path(run_dir)
+    if output is not None:
+        check_writable_file(Path(output), "--output")
     translator = Translator(run_dir, checkpoint=checkpoint, overrides=overrides)
     config = translator.config
     split = split or config.data.test_split

@@ -43,7 +43,10 @@ def prepare(config: Config, run_dir: Path, with_valid: bool = True,
     if meta is not None and meta.get("config") == asdict(config.tokenizer) \
             and meta.get("data") == corpus.identity:
         tokenizer = Tokenizer.load(folder)
-    elif meta is not None and not allow_retrain:
+    elif meta is None and not allow_retrain:
+        raise UserError("tokenizer missing", str(folder),
+                        "restore the run's tokenizer folder, or start again with --overwrite")
+    elif not allow_retrain:
         raise UserError("the run's tokenizer does not match this config or data", str(folder),
                         "resume with the config the run was started with, or use --overwrite")
     else:

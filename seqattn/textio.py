@@ -109,14 +109,14 @@ def write_attention(folder: Path, results) -> None:
 def run_translate(run_dir: Path, input_file: str | None, beam: int | None, nbest: int,
                   batch_size: int | None, output: Path | None, attention: Path | None,
                   errors: str, checkpoint: str | None) -> None:
-    from seqattn.translate import Translator
-
     if output is not None:
         check_writable_file(output, "--output")
     if attention is not None:
         check_attention_dir(attention)
     interactive = input_file is None and sys.stdin.isatty()
     lines = None if interactive else read_input(input_file, errors)
+    from seqattn.translate import Translator  # torch: only once the input is known to be good
+
     translator = Translator(run_dir, checkpoint=checkpoint)
     if interactive:
         return _interactive(translator, beam)

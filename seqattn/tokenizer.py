@@ -65,12 +65,15 @@ class Tokenizer:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             files = [folder / name for name in meta["files"]]
             procs = [spm.SentencePieceProcessor(model_file=str(f)) for f in files]
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            fingerprint = str(meta["fingerprint"])
+            if not 1 <= len(procs) <= 2:
+                raise ValueError(f"{META_FILE} lists {len(procs)} model files")
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise UserError(f"tokenizer unreadable ({exc})", str(folder),
                             "delete the tokenizer folder and run 'seqattn prepare' again") from None
         src = procs[0]
         tgt = procs[1] if len(procs) > 1 else procs[0]
-        return cls(src, tgt, joint=len(procs) == 1, fingerprint=meta["fingerprint"])
+        return cls(src, tgt, joint=len(procs) == 1, fingerprint=fingerprint)
 
 
 def read_meta(folder: Path) -> dict | None:

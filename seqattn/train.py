@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from seqattn.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from seqattn.checkpoint import atomic_write_text, check_can_create_dir, load_checkpoint, save_checkpoint
 from seqattn.config import Config, config_from_dict, config_to_dict, save_config
 from seqattn.data import Batch, EncodedSplit, make_batch, sentence_batches, train_batches
 from seqattn.errors import Interrupted, RunFailed, UserError
@@ -83,8 +83,7 @@ def has_run(run_dir: Path) -> bool:
 
 
 def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError("run dir is a file", str(run_dir), "choose another --run-dir")
+    check_can_create_dir(run_dir)
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other", str(run_dir),
                         "give one of them")
@@ -208,24 +207,35 @@ class Trainer:
     def restore(self, path: Path) -> None:
         state = load_checkpoint(path)
         check_compatible(state, self.config, self.tokenizer, path)
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state, path)
         if "optimizer" not in state:
             raise UserError("checkpoint has no optimizer state", str(path),
                             "resume from checkpoints/last.pt")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"])
-        self.progress = Progress(**state["progress"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if "cuda" in state["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"])
+            self.progress = Progress(**state["progress"])
+        except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+            raise UserError(f"checkpoint's training state is damaged ({type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
+                            str(path), "resume from another checkpoint or start again with "
+                            "--overwrite") from None
 
     # -- the loop -------------------------------------------------------------------------------
 
     def log_event(self, event: str, **fields) -> None:
         record = {"event": event, "step": self.progress.step, "epoch": self.progress.epoch,
                   "elapsed": round(self.progress.elapsed, 3), **fields}
-        with self.metrics_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with self.metrics_path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write metrics: {exc.strerror or exc}", str(self.metrics_path),
+                            "free disk space; checkpoints/last.pt is intact, resume with --resume"
+                            ) from None
 
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
         """Summed label-smoothed cross-entropy over real target tokens, and their count."""
@@ -255,7 +265,15 @@ class Trainer:
             norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
                     if cfg.clip_norm > 0 else torch.tensor(0.0))
             if math.isfinite(float(norm)):
-                self.optimizer.step()
+                try:
+                    self.optimizer.step()
+                except RuntimeError as exc:  # e.g. lr / bias correction beyond float32
+                    if "overflow" not in str(exc):
+                        raise
+                    raise RunFailed(f"training diverged: the optimizer step overflowed at step "
+                                    f"{self.progress.step + 1} (train.lr={cfg.lr}); the last good "
+                                    f"checkpoint is kept in {self.run_dir / 'checkpoints'}. Lower "
+                                    f"train.lr") from None
                 return loss_value
         self.optimizer.zero_grad(set_to_none=True)
         return None
@@ -449,15 +467,30 @@ def check_compatible(state: dict, config: Config, tokenizer: Tokenizer, path: Pa
     if state.get("format") != CHECKPOINT_FORMAT:
         raise UserError("file is not a seqattn checkpoint of this version", str(path),
                         "use a checkpoint written by this seqattn")
+    vocab = state.get("vocab")
+    if not isinstance(state.get("config"), dict) or not isinstance(vocab, dict) \
+            or not {"src", "tgt", "tokenizer"} <= vocab.keys() or not isinstance(state["model"], dict):
+        raise UserError("checkpoint is damaged: config, vocab or model entry missing", str(path),
+                        "use another checkpoint (e.g. last.pt or best.pt) or retrain")
     saved = config_from_dict(state["config"], str(path))
     if saved.model != config.model:
         raise UserError("checkpoint's model config differs from the run's", str(path),
                         "use the config the checkpoint was trained with")
-    vocab = state["vocab"]
     if (vocab["src"], vocab["tgt"]) != (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) \
             or vocab["tokenizer"] != tokenizer.fingerprint:
         raise UserError("checkpoint's vocabulary does not match the run's tokenizer", str(path),
                         "use the tokenizer folder of the run that wrote the checkpoint")
+
+
+def load_weights(model: torch.nn.Module, state: dict, path: Path) -> None:
+    """Copy a compatible checkpoint's weights; missing or misshapen tensors are a user error."""
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines()[:2]]
+        detail = " ".join(lines)[:200] or type(exc).__name__
+        raise UserError(f"checkpoint weights do not fit the model ({detail})", str(path),
+                        "use another checkpoint (e.g. last.pt or best.pt) or retrain") from None
 
 
 def train(config: Config, run_dir: Path, resume: bool = False, overwrite: bool = False,
@@ -468,14 +501,21 @@ def train(config: Config, run_dir: Path, resume: bool = False, overwrite: bool =
     device = resolve_device(config.train.device)
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
-    prepared = prepare(config, run_dir, with_valid=True, allow_retrain=not resume, say=say)
+    created = not run_dir.exists()
+    try:
+        prepared = prepare(config, run_dir, with_valid=True, allow_retrain=not resume, say=say)
+    except UserError:
+        if created:  # e.g. nothing left after filtering: leave no half-made run dir behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     say(describe(prepared.stats))
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
     trainer = Trainer(config, run_dir, prepared, device, say)
     if resume:
         trainer.restore(run_dir / "checkpoints" / "last.pt")
         say(f"resuming at step {trainer.progress.step} (epoch {trainer.progress.epoch})")
+    # Only now: a --resume refused above must not replace the run's config with the wrong one.
+    save_config(config, run_dir / "config.yaml")
     model = trainer.model
     say(f"model {config.model.kind} ({config.model.cell}), {model.num_parameters():,} parameters; "
         f"device {device}, precision {trainer.precision}")

@@ -20,7 +20,7 @@ from seqattn.errors import UserError
 from seqattn.models import EncoderDecoder, build_model
 from seqattn.search import decode
 from seqattn.tokenizer import Tokenizer
-from seqattn.train import check_compatible, resolve_device
+from seqattn.train import check_compatible, load_weights, resolve_device
 
 EOS_PIECE = "</s>"
 
@@ -74,7 +74,7 @@ class Translator:
         self.device = resolve_device(device)
         self.model: EncoderDecoder = build_model(self.config.model, self.tokenizer.src_vocab_size,
                                                  self.tokenizer.tgt_vocab_size)
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state, self.checkpoint)
         self.model.to(self.device).eval()
         self.max_source_pieces = self.config.data.max_length
         self.warned_long = False

@@ -1,0 +1,84 @@
+"""Bad text for `translate`: invalid UTF-8 and NUL bytes are an error naming the line, or with
+--errors replace a replaced line; odd line breaks never split or shift a line."""
+
+from __future__ import annotations
+
+import pytest
+import reliability_support  # noqa: F401  (one torch thread for the tiny models)
+
+from seqattn.errors import UserError
+from seqattn.textio import decode_lines, read_input
+
+
+def strict_error(data: bytes) -> str:
+    with pytest.raises(UserError) as error:
+        decode_lines(data, "input.txt")
+    message = error.value.message()
+    assert "\n" not in message and "(input.txt)" in message and "--errors replace" in message
+    return message
+
+
+@pytest.mark.parametrize("bad, line", [
+    (b"ok\n\xff\xfe bad\nok\n", 2),  # not UTF-8 at all
+    (b"ok\nok\nlatin-1 caf\xe9\n", 3),  # a Latin-1 file
+    (b"\xc3\n", 1),  # a truncated sequence
+    (b"a\nb\nc\n\xed\xa0\x80\n", 4),  # an encoded surrogate
+    (b"a\n\xc0\xaf\n", 2),  # an overlong encoding
+    (b"a\nb\xf4\x90\x80\x80", 2),  # beyond U+10FFFF, no final newline
+])
+def test_invalid_utf8_names_the_line(bad, line):
+    assert f"invalid UTF-8 in input line {line} " in strict_error(bad)
+
+
+@pytest.mark.parametrize("data, line", [(b"\x00\n", 1), (b"a\nb\x00c\n", 2), (b"a\nb\nc\x00", 3)])
+def test_nul_byte_names_the_line(data, line):
+    assert f"NUL byte in input line {line} " in strict_error(data)
+
+
+def test_replace_keeps_every_line_in_place():
+    data = b"one\n\xff two\nthree\x00\n\n caf\xe9 \r\nsix"
+    lines = decode_lines(data, "stdin", errors="replace")
+    assert lines == ["one", "\ufffd two", "three\ufffd", "", " caf\ufffd ", "six"]
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"", []),
+    (b"\n", [""]),
+    (b"a", ["a"]),
+    (b"a\n", ["a"]),
+    (b"a\n\n", ["a", ""]),
+    (b"a\r\nb\r\n", ["a", "b"]),  # CRLF files
+    (b"a\rb\n", ["a\rb"]),  # a lone CR is not a line break
+    ("a\u2028b\u2029c\x85d\x0be\x0cf\x1cg\n".encode(), ["a\u2028b\u2029c\x85d\x0be\x0cf\x1cg"]),
+    (b"\xef\xbb\xbfbom\n", ["\ufeffbom"]),
+])
+def test_only_newline_splits_lines(data, expected):
+    assert decode_lines(data, "stdin") == expected
+    assert decode_lines(data, "stdin", errors="replace") == expected
+
+
+def test_unknown_errors_mode():
+    with pytest.raises(UserError, match="--errors"):
+        decode_lines(b"a\n", "stdin", errors="ignore")
+
+
+def test_input_file_problems(tmp_path):
+    with pytest.raises(UserError, match="input file not found"):
+        read_input(str(tmp_path / "missing.txt"), "strict")
+    with pytest.raises(UserError, match="input is not a file"):
+        read_input(str(tmp_path), "strict")
+
+
+def test_translator_keeps_line_count_and_order_on_odd_lines(trained_run):
+    from seqattn.translate import Translator
+
+    translator = Translator(trained_run)
+    data = (b"ka lo\n\xff\n\x00\n\n   \n" + "mi\u2028ne\n".encode() + b"\x01\x02\n"
+            + b"ka " * 200 + b"\nze\n")
+    lines = decode_lines(data, "stdin", errors="replace")
+    assert len(lines) == 9
+    with pytest.warns(UserWarning, match="input line 8 has .* truncated"):
+        results = translator.translate(lines, beam=2)
+    assert [r.source for r in results] == lines
+    assert all("\n" not in r.text and "\r" not in r.text for r in results)
+    assert results[3].text == "" and results[4].text == ""  # blank in, blank out
