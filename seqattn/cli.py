@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import traceback
 import warnings
@@ -120,8 +121,13 @@ def train(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
         cfg = load_config(config, set_)
         from seqattn.train import train as train_run  # torch: only once the config is valid
 
-        return train_run(cfg, _default_run_dir(config, run_dir), resume=resume,
-                         overwrite=overwrite, say=_say)
+        folder = _default_run_dir(config, run_dir)
+        words = ["seqattn", "train", str(config), "--run-dir", str(folder), "--resume"]
+        for text in set_ or []:
+            words += ["--set", text]
+        hint = shlex.join(words)
+        return train_run(cfg, folder, resume=resume, overwrite=overwrite, say=_say,
+                         resume_command=hint)
 
     run_command(job)
 

@@ -14,7 +14,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -147,6 +147,22 @@ class Schedule:
 
 
 @dataclass
+class LogWindow:
+    """Steps since the last train log line: their loss and target tokens, and when it began."""
+
+    tokens: int = 0
+    loss: float = 0.0
+    steps: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def add(self, tokens: int, loss: float) -> None:
+        self.tokens, self.loss, self.steps = self.tokens + tokens, self.loss + loss, self.steps + 1
+
+    def reset(self) -> None:
+        self.tokens, self.loss, self.steps, self.start = 0, 0.0, 0, time.perf_counter()
+
+
+@dataclass
 class Progress:
     step: int = 0
     epoch: int = 0
@@ -180,6 +196,9 @@ class Trainer:
         self.stop_signal: str | None = None
         self.bad_in_row = 0  # consecutive skipped batches
         self.metrics_path = run_dir / "metrics.jsonl"
+        self.window = LogWindow()
+        self.last_valid_step = -1
+        self.resume_command = f"seqattn train CONFIG --run-dir {run_dir} --resume"
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -223,6 +242,17 @@ class Trainer:
                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
                             str(path), "resume from another checkpoint or start again with "
                             "--overwrite") from None
+        self._forget_events_after(self.progress.step)
+        for stale in path.parent.glob(".*.tmp"):  # left by a kill during a save
+            stale.unlink(missing_ok=True)
+
+    def _forget_events_after(self, step: int) -> None:
+        """Drop metrics logged after the checkpoint (a kill loses them): resumed steps log once."""
+        if not self.metrics_path.exists():
+            return
+        kept = [line for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and _event_step(line) <= step]
+        atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -305,52 +335,13 @@ class Trainer:
         bar = tqdm(total=self._total_steps(per_epoch), initial=p.step, unit="step",
                    dynamic_ncols=True, file=sys.stderr, disable=None)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        window_tokens, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
-        last_valid_step = -1
-        stop = self._should_stop()
         try:
-            while stop is None:
-                batches = train_batches(self.train_data, cfg.batch_tokens, cfg.seed, p.epoch)
-                for index in range(p.batch_in_epoch, len(batches)):
-                    started = time.perf_counter()
-                    batch = make_batch(self.train_data, batches[index]).to(self.device)
-                    loss = self._train_step(batch)
-                    p.batch_in_epoch = index + 1
-                    p.elapsed += time.perf_counter() - started
-                    if loss is None:
-                        self._bad_step()
-                        continue
-                    p.step += 1
-                    self.bad_in_row = 0
-                    p.tgt_tokens += batch.num_tgt_tokens
-                    window_tokens += batch.num_tgt_tokens
-                    window_loss += loss
-                    window_steps += 1
-                    bar.update(1)
-                    if p.step % cfg.log_every == 0:
-                        seconds = time.perf_counter() - window_start
-                        self._log_train(bar, window_loss / window_steps, window_tokens / seconds)
-                        window_tokens, window_start, window_loss, window_steps = (
-                            0, time.perf_counter(), 0.0, 0)
-                    if p.step % cfg.valid_every == 0:
-                        self._validate_and_keep_best(bar)
-                        last_valid_step = p.step
-                        window_start = time.perf_counter()
-                    if p.step % cfg.save_every == 0:
-                        self.save("last.pt")
-                    stop = self._should_stop() or self.stop_signal
-                    if stop:
-                        break
-                else:
-                    p.epoch += 1
-                    p.batch_in_epoch = 0
-                    stop = self._should_stop() or self.stop_signal
+            stop = self._train_epochs(bar)
             if self.stop_signal:
                 self.save("last.pt")
                 raise Interrupted(f"interrupted by {self.stop_signal} at step {p.step}; "
-                                  f"checkpoint saved. Resume with: seqattn train CONFIG "
-                                  f"--run-dir {self.run_dir} --resume")
-            if last_valid_step != p.step and self.valid_data is not None and p.step > 0:
+                                  f"checkpoint saved. Resume with: {self.resume_command}")
+            if self.last_valid_step != p.step and self.valid_data is not None and p.step > 0:
                 self._validate_and_keep_best(bar)
             self.save("last.pt")
         finally:
@@ -359,6 +350,49 @@ class Trainer:
                 signal.signal(sig, handler)
         self.say(f"stopped: {stop}; best {cfg.best_metric} {p.best_value} at step {p.best_step}")
         return {"stop": stop, "step": p.step, "best": p.best_value, "best_step": p.best_step}
+
+    def _train_epochs(self, bar) -> str:
+        """Epochs of batches from the saved position until a limit or a signal says stop."""
+        cfg, p = self.config.train, self.progress
+        stop = self._should_stop()
+        while stop is None:
+            batches = train_batches(self.train_data, cfg.batch_tokens, cfg.seed, p.epoch)
+            for index in range(p.batch_in_epoch, len(batches)):
+                self._step_on(batches[index], bar)
+                p.batch_in_epoch = index + 1
+                stop = self._should_stop() or self.stop_signal
+                if stop:
+                    return stop
+            p.epoch += 1
+            p.batch_in_epoch = 0
+            stop = self._should_stop() or self.stop_signal
+        return stop
+
+    def _step_on(self, indices: list[int], bar) -> None:
+        """Train on one batch, then log, validate and save on their schedules."""
+        cfg, p, window = self.config.train, self.progress, self.window
+        started = time.perf_counter()
+        batch = make_batch(self.train_data, indices).to(self.device)
+        loss = self._train_step(batch)
+        p.elapsed += time.perf_counter() - started
+        if loss is None:
+            self._bad_step()
+            return
+        p.step += 1
+        self.bad_in_row = 0
+        p.tgt_tokens += batch.num_tgt_tokens
+        window.add(batch.num_tgt_tokens, loss)
+        bar.update(1)
+        if p.step % cfg.log_every == 0:
+            self._log_train(bar, window.loss / window.steps,
+                            window.tokens / (time.perf_counter() - window.start))
+            window.reset()
+        if p.step % cfg.valid_every == 0:
+            self._validate_and_keep_best(bar)
+            self.last_valid_step = p.step
+            window.start = time.perf_counter()  # validation time is not training throughput
+        if p.step % cfg.save_every == 0:
+            self.save("last.pt")
 
     def _on_signal(self, signum, frame) -> None:
         name = signal.Signals(signum).name
@@ -411,6 +445,13 @@ class Trainer:
               f"{' (best)' if improved else ''} [{result['seconds']:.0f}s]")
         for src, hyp, ref in samples:
             write(f"  src: {src}\n  hyp: {hyp}\n  ref: {ref}")
+
+
+def _event_step(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return sys.maxsize  # a line torn by a kill: dropped with the events after the checkpoint
 
 
 def scheduled_sampling_logits(model: EncoderDecoder, batch: Batch, ratio: float) -> torch.Tensor:
@@ -494,8 +535,11 @@ def load_weights(model: torch.nn.Module, state: dict, path: Path) -> None:
 
 
 def train(config: Config, run_dir: Path, resume: bool = False, overwrite: bool = False,
-          say=print) -> dict:
-    """Prepare, build, (resume,) train; returns a summary."""
+          say=print, resume_command: str | None = None) -> dict:
+    """Prepare, build, (resume,) train; returns a summary.
+
+    `resume_command` is what an interrupted run tells the user to type to continue.
+    """
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume, overwrite)
     device = resolve_device(config.train.device)
@@ -511,6 +555,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, overwrite: bool =
     say(describe(prepared.stats))
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, run_dir, prepared, device, say)
+    if resume_command:
+        trainer.resume_command = resume_command
     if resume:
         trainer.restore(run_dir / "checkpoints" / "last.pt")
         say(f"resuming at step {trainer.progress.step} (epoch {trainer.progress.epoch})")

@@ -105,8 +105,12 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None,
 
 
 def copy_run(run_dir: Path, dest: Path) -> Path:
-    """A private copy of a (session-shared) trained run that a test may damage."""
-    shutil.copytree(run_dir, dest)
+    """A private copy of a (session-shared) trained run that a test may damage.
+
+    Outputs other tests may have added to the shared run (eval/) are left out: the copy is a run
+    as training left it.
+    """
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("eval"))
     return dest
 
 

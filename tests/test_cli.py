@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -68,11 +69,12 @@ def test_user_errors_are_one_line_with_exit_2(tiny_config, tmp_path):
     assert result.exit_code == 2 and result.output.startswith("error: run dir not found")
 
 
-def test_evaluate_other_dataset_with_set(trained_run, toy_corpus):
-    result = invoke("evaluate", trained_run, "--beam", "1", "--set",
+def test_evaluate_other_dataset_with_set(trained_run, toy_corpus, tmp_path):
+    run_dir = shutil.copytree(trained_run, tmp_path / "run")  # the shared run stays untouched
+    result = invoke("evaluate", run_dir, "--beam", "1", "--set",
                     f"data.path={toy_corpus}", "--split", "test")
     assert result.exit_code == 0, result.output
-    assert json.loads((trained_run / "eval" / "test.json").read_text())["sentences"] == 40
+    assert json.loads((run_dir / "eval" / "test.json").read_text())["sentences"] == 40
 
 
 ODD_LINES = ["ka lo mi", "", "   ", "ka " * 80, "ne 😀 pu\u200bri", "e\u0301 so\u2028ta", "vu\tze"]

@@ -57,6 +57,23 @@ def test_resume_continues_exactly(toy_corpus, tmp_path):
         torch.testing.assert_close(last_resumed["model"][key], value)
 
 
+def test_resume_from_an_older_checkpoint_logs_each_step_once(toy_corpus, tmp_path):
+    """As after a kill: metrics logged past the checkpoint are dropped, then logged again."""
+    def config(max_steps):
+        return config_from_dict(tiny_config_dict(
+            toy_corpus, train={"max_steps": max_steps, "log_every": 1, "save_every": 4}))
+
+    run = tmp_path / "run"
+    train(config(8), run, say=quiet)
+    older = (run / "checkpoints" / "last.pt").read_bytes()  # step 8
+    train(config(12), run, resume=True, say=quiet)
+    (run / "checkpoints" / "last.pt").write_bytes(older)
+    (run / "checkpoints" / ".last.pt.leftover.tmp").write_bytes(b"torn")
+    train(config(12), run, resume=True, say=quiet)
+    assert [e["step"] for e in events(run, "train")] == list(range(1, 13))
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+
+
 def test_checkpoints_are_plain_data_and_round_trip(trained_run):
     from seqattn.models import build_model
     from seqattn.translate import load_run_config
