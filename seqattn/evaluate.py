@@ -36,7 +36,10 @@ def evaluate(run_dir: Path, split: str | None = None, beam: int | None = None,
     """Score one split; writes RUN_DIR/eval/<split>.json and the hypotheses."""
     run_dir = Path(run_dir)
     if output is not None:
-        check_writable_file(Path(output), "--output")
+        output = Path(output)
+        if output.parent.resolve() == (run_dir / "eval").resolve() and run_dir.is_dir():
+            output.parent.mkdir(exist_ok=True)  # the run's own eval/ folder is ours to create
+        check_writable_file(output, "--output")
     translator = Translator(run_dir, checkpoint=checkpoint, overrides=overrides)
     config = translator.config
     split = split or config.data.test_split

@@ -38,14 +38,15 @@ def test_prepare_then_train_then_evaluate(tiny_config, tmp_path):
     assert (run_dir / "checkpoints" / "best.pt").exists()
     result = invoke("train", config, "--run-dir", run_dir)
     assert result.exit_code == 2 and "--resume" in result.output
-    result = invoke("evaluate", run_dir, "--beam", "2", "--split", "validation")
+    result = invoke("evaluate", run_dir, "--beam", "2", "--split", "validation", "--output",
+                    run_dir / "eval" / "validation.beam2.hyp.txt")  # eval/ does not exist yet
     assert result.exit_code == 0, result.output
     report = json.loads((run_dir / "eval" / "validation.json").read_text())
     for key in ("bleu", "chrf", "sentences", "seconds", "beam", "sacrebleu signatures", "ppl",
                 "bleu_by_source_length"):
         assert key in report
     assert report["sentences"] == 40 and report["beam"] == 2
-    hyps = (run_dir / "eval" / "validation.hyp.txt").read_text().split("\n")
+    hyps = (run_dir / "eval" / "validation.beam2.hyp.txt").read_text().split("\n")
     assert len(hyps) == 41 and hyps[-1] == ""
 
 
