@@ -135,7 +135,7 @@ def beam_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Ten
         if step_attn is not None:
             new = step_attn[rows][:, None, :]
             attn = new if attn is None else torch.cat([attn[rows], new], dim=1)
-        state = state.select(rows)
+        state = state.reorder_beams(rows)  # rows stay within their sentence's beams
         # Sentences at their limit end with their alive beams; others end with K finished.
         counts = torch.tensor([len(finished[int(s)]) for s in alive.tolist()], device=device)
         done = at_limit | (counts >= k)

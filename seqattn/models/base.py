@@ -35,7 +35,19 @@ class DecoderState:
 
     def select(self, index: torch.Tensor) -> DecoderState:
         """Rows `index` of every tensor: reorders or expands beams, drops finished sentences."""
+        return DecoderState(**self.select_fields(index, [f.name for f in fields(self)]))
 
+    def reorder_beams(self, index: torch.Tensor) -> DecoderState:
+        """Like `select`, for an index that only moves rows among the beams of one sentence.
+
+        The source side (memory, keys, mask) is identical across a sentence's beams, so it is
+        kept as it is instead of being copied at every step of beam search.
+        """
+        source = {"memory", "keys", "src_mask"}
+        moved = self.select_fields(index, [f.name for f in fields(self) if f.name not in source])
+        return DecoderState(**{**{name: getattr(self, name) for name in source}, **moved})
+
+    def select_fields(self, index: torch.Tensor, names: list[str]) -> dict:
         def pick(value):
             if value is None:
                 return None
@@ -43,7 +55,7 @@ class DecoderState:
                 return [t.index_select(0, index) for t in value]
             return value.index_select(0, index)
 
-        return DecoderState(**{f.name: pick(getattr(self, f.name)) for f in fields(self)})
+        return {name: pick(getattr(self, name)) for name in names}
 
 
 class Encoder(nn.Module):
