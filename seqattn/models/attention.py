@@ -44,7 +44,9 @@ class AdditiveAttention(nn.Module):
     def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor,
                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         projected = self.query_proj(query)  # [B, T, A]
-        energy = self.energy(torch.tanh(projected[:, :, None, :] + keys[:, None, :, :]))
+        # tanh in place on the fresh sum: the largest tensor of a step is allocated once.
+        hidden = (projected[:, :, None, :] + keys[:, None, :, :]).tanh_()  # [B, T, S, A]
+        energy = self.energy(hidden)  # [B, T, S, 1]
         weights = masked_softmax(energy.squeeze(-1), mask)  # alignment: [B, T, S]
         return attend(weights, memory), weights
 
