@@ -34,8 +34,8 @@ the default budget: run it on an otherwise idle machine.
   -h, --help          show this help
 
 Environment: PYTHON (seqattn's; default .venv/bin/python if it exists, else python3),
-BENCH_PYTHON (makes the peers' venvs; default python3), TORCH_INDEX_URL (where pip gets
-torch on Linux; default the PyTorch CPU index; set it empty for PyPI's default build).
+BENCH_PYTHON (makes the peers' venvs; default python3), TORCH_INDEX_URL (an index for
+torch, e.g. https://download.pytorch.org/whl/cpu; default: pip's own configuration).
 USAGE
 }
 
@@ -122,8 +122,8 @@ make_venv() {
     local index=()
     [[ -x $venv/bin/python ]] || "${BENCH_PYTHON:-python3}" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    if [[ $(uname -s) == Linux && -n ${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu} ]]; then
-        index=(--index-url "${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}")
+    if [[ $(uname -s) == Linux && -n ${TORCH_INDEX_URL-} ]]; then
+        index=(--index-url "${TORCH_INDEX_URL-}")
     fi
     "$venv/bin/python" -m pip install --quiet ${index[@]+"${index[@]}"} torch==2.13.0
 }
