@@ -141,7 +141,7 @@ if want install; then
     "$work/venv-opennmt/bin/python" -m pip install --quiet --no-deps OpenNMT-py==3.5.1
     "$work/venv-opennmt/bin/python" -m pip install --quiet configargparse 'ctranslate2>=3.24,<5' \
         'tensorboard>=2.3' flask waitress 'pyonmttok>=1.35,<2' pyyaml sacrebleu rapidfuzz \
-        pyahocorasick fasttext-wheel spacy six
+        pyahocorasick fasttext-wheel spacy six sentencepiece  # sentencepiece: its subword transform
 fi
 
 if want seqattn; then
