@@ -137,9 +137,15 @@ def run_translate(run_dir: Path, input_file: str | None, beam: int | None, nbest
 def _interactive(translator, beam: int | None) -> None:
     print("type a sentence and press enter; Ctrl-D to quit", file=sys.stderr)
     while True:
+        print("> ", end="", file=sys.stderr, flush=True)  # the prompt never mixes into stdout
         try:
-            line = input("> ")
-        except EOFError:
+            line = sys.stdin.readline()
+        except UnicodeDecodeError:
+            print("error: that line is not valid text in the terminal's encoding; try again",
+                  file=sys.stderr)
+            continue
+        if not line:  # Ctrl-D
             print(file=sys.stderr)
             return
-        print(translator.translate([line], beam=beam, attention=False)[0].text, flush=True)
+        text = line.rstrip("\r\n")
+        print(translator.translate([text], beam=beam, attention=False)[0].text, flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +132,28 @@ def test_python_api(trained_run):
     seqattn.draw_attention(ax, results[0].attention, results[0].src_pieces, results[0].tgt_pieces)
     assert [t.get_text() for t in ax.get_xticklabels()] == results[0].src_pieces
     plt.close(fig)
+
+
+def test_translate_prompts_when_stdin_is_a_terminal(trained_run):
+    """With no input file and a terminal on stdin, translate reads line by line at a prompt."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(Path(seqattn.__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "seqattn", "translate", str(trained_run),
+                             "--beam", "1"], stdin=terminal, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    os.close(terminal)
+    expected = seqattn.load(trained_run).translate(["ka lo mi"], beam=1)[0].text
+    os.write(controller, b"ka lo mi\n")
+    time.sleep(0.5)
+    os.write(controller, b"\x04")  # Ctrl-D: end of input
+    out, err = proc.communicate(timeout=120)
+    os.close(controller)
+    assert proc.returncode == 0, err
+    assert out.decode().splitlines() == [expected]
+    assert b"Ctrl-D" in err
