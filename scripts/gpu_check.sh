@@ -17,7 +17,7 @@ USAGE
 }
 
 [[ ${1:-} == -h || ${1:-} == --help ]] && { usage; exit 0; }
-[[ $# -ge 1 ]] || { usage >&2; exit 2; }
+[[ $# -ge 1 && ${1:0:1} != - ]] || { usage >&2; echo "error: give DATA_PATH (no options)" >&2; exit 2; }
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 data_path=$1
