@@ -183,11 +183,6 @@ def _float_or_keep(text: str) -> Any:
         return text
 
 
-def _wants_float(tp: Any) -> bool:
-    args = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
-    return float in args and int not in args
-
-
 def _closest(name: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
     return f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(choices)
@@ -218,7 +213,7 @@ def _build(cls: type, values: Any, prefix: str, source: str) -> Any:
             raise UserError(f"'{dotted}' must be {_describe(tp)}, got {value!r}", source,
                             f"set {dotted} to {_describe(tp)}")
         _check_range(dotted, value, source)
-        if _wants_float(tp) and isinstance(value, int):
+        if _accepts_float(tp) and isinstance(value, int):
             value = float(value)
         kwargs[key] = value
     return cls(**kwargs)

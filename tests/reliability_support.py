@@ -50,6 +50,19 @@ def start_cli(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
         handle.close()
 
 
+def user_error(call, *args, **kwargs) -> str:
+    """Call; it must raise a UserError whose message is one `error: ...` line. Returns it."""
+    import pytest
+
+    from seqattn.errors import UserError
+
+    with pytest.raises(UserError) as error:
+        call(*args, **kwargs)
+    message = error.value.message()
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
 def stderr_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [line for line in proc.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
 

@@ -5,20 +5,12 @@ from __future__ import annotations
 import pytest
 import yaml
 from conftest import tiny_config_dict
+from reliability_support import user_error
 
 from seqattn.config import config_from_dict, load_config
-from seqattn.errors import UserError
 from seqattn.evaluate import evaluate
 from seqattn.textio import run_translate
 from seqattn.train import train
-
-
-def user_error(call, *args, **kwargs) -> str:
-    with pytest.raises(UserError) as error:
-        call(*args, **kwargs)
-    message = error.value.message()
-    assert message.startswith("error: ") and "\n" not in message
-    return message
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -9,21 +9,12 @@ import shutil
 import pytest
 import torch
 import yaml
-from reliability_support import copy_run, edit_run_config, rewrite_checkpoint, truncate
+from reliability_support import copy_run, edit_run_config, rewrite_checkpoint, truncate, user_error
 
 from seqattn.checkpoint import load_checkpoint
 from seqattn.config import config_from_dict
-from seqattn.errors import UserError
 from seqattn.train import train
 from seqattn.translate import Translator
-
-
-def user_error(call, *args, **kwargs) -> str:
-    with pytest.raises(UserError) as error:
-        call(*args, **kwargs)
-    message = error.value.message()
-    assert message.startswith("error: ") and "\n" not in message
-    return message
 
 
 @pytest.fixture
