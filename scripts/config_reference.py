@@ -53,10 +53,11 @@ MEANINGS = {
     "train.optimizer": "Adam, or AdamW (decoupled weight decay)",
     "train.weight_decay": "weight decay of the optimizer",
     "train.label_smoothing": "label smoothing of the cross-entropy; 0 = none",
-    "train.schedule": "learning-rate schedule",
+    "train.schedule": "learning-rate schedule; `linear` and `cosine` decay to `train.min_lr` by "
+                      "the end of the run (the first of max_steps, max_epochs, max_minutes to bind)",
     "train.warmup_steps": "steps of linear warmup to `train.lr`",
     "train.plateau_factor": "`plateau`: the lr is multiplied by this when the dev metric stalls",
-    "train.min_lr": "floor of the learning rate",
+    "train.min_lr": "floor of the learning rate (where `linear` and `cosine` end)",
     "train.best_metric": "dev metric that picks `best.pt` (and drives `plateau` and `patience`)",
     "train.log_every": "steps between train events in metrics.jsonl",
     "train.valid_every": "steps between validations",

@@ -50,13 +50,42 @@ def _train_step(model, optimizer, batch, precision: str, device: torch.device) -
     optimizer.step()
 
 
+def length_halves(data: EncodedSplit, batches: list[list[int]]) -> tuple[int, dict]:
+    """The median sentence length (longer side) and the batches wholly at or below it / above it.
+
+    Training batches are sorted by length inside pools, so nearly every batch falls in one half.
+    """
+    longest = [max(len(s), len(t)) for s, t in zip(data.src, data.tgt)]
+    median = sorted(longest)[len(longest) // 2]
+    halves: dict = {"short": [], "long": []}
+    for batch in batches:
+        sizes = [longest[i] for i in batch]
+        if max(sizes) <= median:
+            halves["short"].append(batch)
+        elif min(sizes) > median:
+            halves["long"].append(batch)
+    return median, halves
+
+
 def training_speed(config: Config, data: EncodedSplit, vocab: tuple[int, int], batch_tokens: int,
-                   precision: str, steps: int, warmup: int, device: torch.device) -> dict:
-    """Target tokens/s and achieved model GFLOP/s over `steps` timed training steps."""
+                   precision: str, steps: int, warmup: int, device: torch.device,
+                   lengths: str = "all") -> dict:
+    """Target tokens/s and achieved model GFLOP/s over `steps` timed training steps.
+
+    `lengths`: `all` batches, or only those of the `short` or the `long` half of the sentences.
+    """
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, *vocab).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     batches = train_batches(data, batch_tokens, config.train.seed, 0)
+    extra = {}
+    if lengths != "all":
+        median, halves = length_halves(data, batches)
+        batches = halves[lengths] or batches
+        sentences = sum(len(b) for b in batches)
+        extra = {"lengths": lengths, "median_pieces": median,
+                 "mean_pieces": round(sum(max(len(data.src[i]), len(data.tgt[i]))
+                                          for b in batches for i in b) / max(1, sentences), 1)}
     batches = (batches * (1 + (warmup + steps) // max(1, len(batches))))[: warmup + steps]
     prepared = [make_batch(data, b).to(device) for b in batches]
     for batch in prepared[:warmup]:
@@ -74,7 +103,7 @@ def training_speed(config: Config, data: EncodedSplit, vocab: tuple[int, int], b
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     flops = flops_first / tokens_first * tokens  # FLOPs scale with target tokens
-    return {"batch_tokens": batch_tokens, "precision": precision, "steps": steps,
+    return {"batch_tokens": batch_tokens, "precision": precision, "steps": steps, **extra,
             "tgt_tokens_per_second": round(tokens / seconds, 1),
             "gflops_per_second": round(flops / seconds / 1e9, 2),
             "parameters": model.num_parameters()}
@@ -97,7 +126,8 @@ def peak_rss_mib() -> float:
 
 
 def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions: list[str],
-              beams: list[int], steps: int, warmup: int, sentences: int, say=print) -> dict:
+              beams: list[int], steps: int, warmup: int, sentences: int, by_length: bool = False,
+              say=print) -> dict:
     device = resolve_device(config.train.device)
     prepared = prepare(config, run_dir, with_valid=True, say=say)
     vocab = (prepared.tokenizer.src_vocab_size, prepared.tokenizer.tgt_vocab_size)
@@ -116,6 +146,19 @@ def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions
             report["training"].append(result)
             say(f"train {precision} batch {tokens}: {result['tgt_tokens_per_second']} tgt tok/s, "
                 f"{result['gflops_per_second']} GFLOP/s ({result['fraction_of_peak']:.0%} of peak)")
+    if by_length:  # the first precision and batch size, on the short and the long half
+        report["training_by_length"] = []
+        for half in ("short", "long"):
+            result = training_speed(config, prepared.train, vocab, batch_tokens[0], precisions[0],
+                                    steps, warmup, device, lengths=half)
+            result["fraction_of_peak"] = round(
+                result["gflops_per_second"] / report["peak_gflops"][precisions[0]], 3)
+            report["training_by_length"].append(result)
+            side = "<=" if half == "short" else ">"
+            say(f"train {precisions[0]} batch {batch_tokens[0]}, {half} half (longer side "
+                f"{side} {result['median_pieces']} pieces, mean {result['mean_pieces']}): "
+                f"{result['tgt_tokens_per_second']} tgt tok/s ({result['fraction_of_peak']:.0%} "
+                f"of peak)")
     torch.manual_seed(0)
     model = build_model(config.model, *vocab).to(device).eval()
     checkpoint = Path(run_dir) / "checkpoints" / "best.pt"

@@ -188,6 +188,9 @@ def bench(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
           steps: Annotated[int, typer.Option(min=1, help="Timed training steps.")] = 10,
           warmup: Annotated[int, typer.Option(min=1, help="Untimed steps first.")] = 3,
           sentences: Annotated[int, typer.Option(min=1, help="Dev sentences to decode.")] = 1000,
+          by_length: Annotated[bool, typer.Option(
+              "--by-length", help="Also time training on the shorter and the longer half of the "
+                                  "sentences (first precision and batch size).")] = False,
           output: OutputOpt = None) -> None:
     """Measure training tokens/s, FLOP/s vs the matmul peak, decoding sentences/s, peak RSS."""
     from seqattn.bench import run_bench
@@ -202,7 +205,8 @@ def bench(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
                             "--precision", "e.g. --precision fp32,bf16")
         folder = _default_run_dir(config, run_dir)
         report = run_bench(cfg, folder, _int_list(batch_tokens, "--batch-tokens"), precisions,
-                           _int_list(beams, "--beams"), steps, warmup, sentences, say=_say)
+                           _int_list(beams, "--beams"), steps, warmup, sentences,
+                           by_length=by_length, say=_say)
         text = json.dumps(report, indent=2) + "\n"
         if output is not None:
             atomic_write_text(output, text)

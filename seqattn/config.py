@@ -76,7 +76,7 @@ class TrainConfig:
     clip_norm: float = 5.0  # 0 = no clipping
     label_smoothing: float = 0.1
     teacher_forcing: float = 1.0  # below 1, a share of steps feed the model's own prediction
-    schedule: Literal["constant", "plateau", "inverse_sqrt"] = "constant"
+    schedule: Literal["constant", "plateau", "inverse_sqrt", "linear", "cosine"] = "constant"
     warmup_steps: int = 0
     plateau_factor: float = 0.5
     plateau_patience: int = 2  # validations without improvement before the lr drops

@@ -106,7 +106,15 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 
 class Schedule:
-    """constant | plateau (scale down when the dev metric stalls) | inverse_sqrt, with warmup."""
+    """constant | plateau (scale down when the dev metric stalls) | inverse_sqrt | linear | cosine,
+    each with linear warmup.
+
+    linear and cosine decay the rate from train.lr to train.min_lr over the whole run: `done` is
+    the share of the run behind us, measured against the first limit that will stop it
+    (train.max_steps, train.max_epochs or train.max_minutes). Against max_minutes the decay
+    follows the wall clock, so such a run is not bit-reproducible; it is the schedule that
+    makes the most of a fixed time budget.
+    """
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
@@ -114,13 +122,17 @@ class Schedule:
         self.best: float | None = None
         self.bad = 0
 
-    def lr(self, step: int) -> float:
+    def lr(self, step: int, done: float = 0.0) -> float:
         cfg = self.cfg
         warm = cfg.warmup_steps
         if cfg.schedule == "inverse_sqrt":
             factor = min(step / warm, math.sqrt(warm / step)) if warm else 1.0 / math.sqrt(step)
         else:
             factor = min(1.0, step / warm) if warm else 1.0
+        if cfg.schedule in ("linear", "cosine"):
+            done = min(max(done, 0.0), 1.0)
+            decay = 1.0 - done if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * done))
+            return cfg.min_lr + (cfg.lr - cfg.min_lr) * decay * factor
         return max(cfg.lr * self.scale * factor, cfg.min_lr if step > warm else 0.0)
 
     def after_validation(self, value: float, higher_is_better: bool) -> None:
@@ -198,6 +210,7 @@ class Trainer:
         self.metrics_path = run_dir / "metrics.jsonl"
         self.window = LogWindow()
         self.last_valid_step = -1
+        self.total_steps: int | None = None  # set by run(): the step limit that binds first
         self.resume_command = f"seqattn train CONFIG --run-dir {run_dir} --resume"
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -284,7 +297,7 @@ class Trainer:
         cfg = self.config.train
         self.model.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr(self.progress.step + 1)
+            group["lr"] = self.schedule.lr(self.progress.step + 1, self._done())
         with torch.autocast(self.device.type, dtype=torch.bfloat16,
                             enabled=self.precision == "bf16"):
             loss, tokens = self._loss(batch)
@@ -320,6 +333,16 @@ class Trainer:
             return f"no improvement in {cfg.patience} validations (train.patience)"
         return None
 
+    def _done(self) -> float:
+        """The share of the run behind us, against the first limit that will stop it."""
+        cfg, p = self.config.train, self.progress
+        shares = [0.0]
+        if self.total_steps:
+            shares.append(p.step / self.total_steps)
+        if cfg.max_minutes is not None:
+            shares.append(p.elapsed / (cfg.max_minutes * 60))
+        return max(shares)
+
     def _total_steps(self, per_epoch: int) -> int | None:
         cfg = self.config.train
         limits = []
@@ -332,7 +355,8 @@ class Trainer:
     def run(self) -> dict:
         cfg, p = self.config.train, self.progress
         per_epoch = len(train_batches(self.train_data, cfg.batch_tokens, cfg.seed, 0))
-        bar = tqdm(total=self._total_steps(per_epoch), initial=p.step, unit="step",
+        self.total_steps = self._total_steps(per_epoch)
+        bar = tqdm(total=self.total_steps, initial=p.step, unit="step",
                    dynamic_ncols=True, file=sys.stderr, disable=None)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:

@@ -14,7 +14,7 @@ def test_bench_reports_training_decoding_flops_and_memory(tiny_config, tmp_path)
     result = CliRunner().invoke(app, [
         "bench", str(tiny_config("b")), "--run-dir", str(tmp_path / "run"), "--batch-tokens",
         "200,400", "--precision", "fp32", "--beams", "1,3", "--steps", "2", "--warmup", "1",
-        "--sentences", "10", "--output", str(out)])
+        "--sentences", "10", "--by-length", "--output", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["peak_gflops"]["fp32"] > 0
@@ -24,6 +24,21 @@ def test_bench_reports_training_decoding_flops_and_memory(tiny_config, tmp_path)
     assert [r["beam"] for r in report["decoding"]] == [1, 3]
     assert all(r["sentences"] == 10 for r in report["decoding"])
     assert report["peak_rss_mib"] > 0
+    short, long = report["training_by_length"]
+    assert (short["lengths"], long["lengths"]) == ("short", "long")
+    assert short["batch_tokens"] == 200 and short["tgt_tokens_per_second"] > 0
+    assert short["mean_pieces"] <= short["median_pieces"] < long["mean_pieces"]
+
+
+def test_length_halves_split_at_the_median():
+    from seqattn.bench import length_halves
+    from seqattn.data import EncodedSplit
+
+    src = [[5] * n for n in (2, 3, 4, 9, 10, 11)]
+    data = EncodedSplit(src, [[5] * n for n in (2, 3, 4, 9, 10, 11)], [], [])
+    median, halves = length_halves(data, [[0, 1], [2], [4, 5], [3, 4], [2, 5]])
+    assert median == 9  # a batch across the median ([3, 4]: 9 and 10 pieces) is in neither half
+    assert halves == {"short": [[0, 1], [2]], "long": [[4, 5]]}
 
 
 def test_bench_rejects_bad_lists(tiny_config, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -90,6 +91,24 @@ def test_tied_and_shared_embeddings_share_parameters():
     assert model.generator.tied.weight is model.tgt_embed.weight
     untied = build_model(tiny(kind="luong"), VOCAB, VOCAB)
     assert model.num_parameters() < untied.num_parameters()
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "bahdanau", "luong"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_a_fresh_model_starts_near_the_uniform_loss(kind, tied):
+    """An untrained model's loss is about log V, tied output layer or not (a tied matrix at
+    nn.Embedding's N(0, 1) scale would start far above it)."""
+    vocab, batch = 2000, 32
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, embedding_size=128, hidden_size=128,
+                                    tie_embeddings=tied, share_embeddings=tied), vocab, vocab)
+    src = torch.randint(4, vocab, (batch, 9))
+    tgt = torch.randint(4, vocab, (batch, 8))
+    tgt[:, 0] = BOS_ID
+    state = model.encode(src, torch.full((batch,), 9))
+    log_probs, _ = model.step(tgt[:, 0], state)
+    loss = -log_probs.gather(1, tgt[:, 1:2]).mean().item()
+    assert abs(loss - math.log(vocab)) < 0.5, loss
 
 
 def test_factory_covers_every_kind_in_the_config():

@@ -142,6 +142,35 @@ def test_schedules():
     assert restored.scale == plateau.scale
 
 
+def test_decaying_schedules_fall_from_lr_to_min_lr():
+    def schedule(kind, **train):
+        return Schedule(config_from_dict({"train": {"lr": 1.0, "min_lr": 0.1, "schedule": kind,
+                                                    **train}}).train)
+
+    linear, cosine = schedule("linear"), schedule("cosine")
+    assert linear.lr(1, 0.0) == pytest.approx(1.0) and cosine.lr(1, 0.0) == pytest.approx(1.0)
+    assert linear.lr(9, 0.5) == pytest.approx(0.55) and cosine.lr(9, 0.5) == pytest.approx(0.55)
+    assert linear.lr(9, 0.25) == pytest.approx(0.775) and cosine.lr(9, 0.25) > 0.775
+    for kind in (linear, cosine):
+        assert kind.lr(9, 1.0) == pytest.approx(0.1) and kind.lr(9, 1.7) == pytest.approx(0.1)
+        rates = [kind.lr(9, done / 20) for done in range(21)]
+        assert rates == sorted(rates, reverse=True)
+    warm = schedule("linear", warmup_steps=4)
+    assert warm.lr(2, 0.0) < warm.lr(4, 0.0) == pytest.approx(1.0)
+
+
+def test_linear_schedule_ends_with_the_step_limit(toy_corpus, tmp_path):
+    """The decay is measured against the limit that stops the run (here max_steps)."""
+    config = config_from_dict(tiny_config_dict(
+        toy_corpus, train={"max_steps": 10, "max_epochs": 1000, "log_every": 1, "lr": 0.01,
+                           "min_lr": 0.0, "schedule": "linear"}))
+    train(config, tmp_path / "linear", say=quiet)
+    rates = {e["step"]: e["lr"] for e in events(tmp_path / "linear", "train")}
+    assert sorted(rates) == list(range(1, 11))
+    for step, rate in rates.items():
+        assert rate == pytest.approx(0.01 * (1 - (step - 1) / 10), rel=1e-3), step
+
+
 def test_scheduled_sampling_trains(toy_corpus, tmp_path):
     config = config_from_dict(tiny_config_dict(toy_corpus, train={"teacher_forcing": 0.5,
                                                                   "max_steps": 6}))

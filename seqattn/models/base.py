@@ -104,6 +104,12 @@ class Generator(nn.Module):
             emb = tied.embedding_dim
             self.proj = nn.Linear(input_size, emb, bias=False) if input_size != emb else None
             self.bias = nn.Parameter(torch.zeros(vocab_size))
+            # The tied matrix also makes the logits: at nn.Embedding's N(0, 1) they would start
+            # with a spread of about sqrt(emb) (a first loss far above log V). N(0, 1/emb) gives
+            # logits of order one, like an untied output layer's.
+            with torch.no_grad():
+                tied.weight.normal_(0.0, emb ** -0.5)
+                tied.weight[tied.padding_idx].zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.tied is None:
