@@ -8,7 +8,7 @@ usage: scripts/quickstart.sh [DATA_PATH] [MINUTES] [--set KEY=VALUE]... [--overw
 
 1. create .venv in the repo (or use it), install torch 2.13.0 (the CPU build on Linux) and
    then this package with `pip install -e '.[plot]'`;
-2. train configs/multi30k/bahdanau.yaml into runs/quickstart for MINUTES minutes;
+2. train configs/multi30k/bahdanau_tuned.yaml into runs/quickstart for MINUTES minutes;
 3. evaluate it on the test split, greedy and beam 5 (runs/quickstart/eval/);
 4. translate a few German sentences, writing attention maps to runs/quickstart/attention/.
 
@@ -98,8 +98,8 @@ if [[ -f $run_dir/checkpoints/best.pt && " ${extra[*]-} " != *" --overwrite "* \
       && " ${extra[*]-} " != *" --resume "* ]]; then
     echo "== $run_dir is trained already: using it (pass --overwrite to train again)" >&2
 else
-    echo "== train configs/multi30k/bahdanau.yaml for $minutes minutes into $run_dir" >&2
-    seqattn train configs/multi30k/bahdanau.yaml --run-dir "$run_dir" "${overrides[@]}" \
+    echo "== train configs/multi30k/bahdanau_tuned.yaml for $minutes minutes into $run_dir" >&2
+    seqattn train configs/multi30k/bahdanau_tuned.yaml --run-dir "$run_dir" "${overrides[@]}" \
         ${extra[@]+"${extra[@]}"}
 fi
 evaluate_greedy_and_beam "$run_dir"

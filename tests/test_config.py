@@ -90,3 +90,11 @@ def test_every_key_is_listed_with_its_default():
     assert keys["model.kind"] == "bahdanau"
     assert keys["train.batch_tokens"] == Config().train.batch_tokens
     assert "search.beam_size" in keys and "data.data_files" in keys
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    """The configs under configs/ are valid: no unknown key, no wrong type."""
+    config = load_config(path, ["data.path=somewhere"])
+    assert config.data.path == "somewhere"
