@@ -109,6 +109,11 @@ def training_speed(config: Config, data: EncodedSplit, vocab: tuple[int, int], b
             "parameters": model.num_parameters()}
 
 
+def add_fraction_of_peak(result: dict, peak_gflops: float) -> None:
+    """Achieved model FLOP/s of a training_speed result as a share of the measured matmul peak."""
+    result["fraction_of_peak"] = round(result["gflops_per_second"] / peak_gflops, 3)
+
+
 def decoding_speed(model, data: EncodedSplit, config: Config, beam: int,
                    device: torch.device) -> dict:
     search = config.search
@@ -141,8 +146,7 @@ def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions
         for tokens in batch_tokens:
             result = training_speed(config, prepared.train, vocab, tokens, precision, steps,
                                     warmup, device)
-            result["fraction_of_peak"] = round(
-                result["gflops_per_second"] / report["peak_gflops"][precision], 3)
+            add_fraction_of_peak(result, report["peak_gflops"][precision])
             report["training"].append(result)
             say(f"train {precision} batch {tokens}: {result['tgt_tokens_per_second']} tgt tok/s, "
                 f"{result['gflops_per_second']} GFLOP/s ({result['fraction_of_peak']:.0%} of peak)")
@@ -151,8 +155,7 @@ def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions
         for half in ("short", "long"):
             result = training_speed(config, prepared.train, vocab, batch_tokens[0], precisions[0],
                                     steps, warmup, device, lengths=half)
-            result["fraction_of_peak"] = round(
-                result["gflops_per_second"] / report["peak_gflops"][precisions[0]], 3)
+            add_fraction_of_peak(result, report["peak_gflops"][precisions[0]])
             report["training_by_length"].append(result)
             side = "<=" if half == "short" else ">"
             say(f"train {precisions[0]} batch {batch_tokens[0]}, {half} half (longer side "

@@ -109,7 +109,8 @@ class Generator(nn.Module):
             # logits of order one, like an untied output layer's.
             with torch.no_grad():
                 tied.weight.normal_(0.0, emb ** -0.5)
-                tied.weight[tied.padding_idx].zero_()
+                if tied.padding_idx is not None:
+                    tied.weight[tied.padding_idx].zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.tied is None:
