@@ -19,7 +19,8 @@ from pathlib import Path
 
 SPLITS = {"train": ("train",), "validation": ("validation", "val", "valid", "dev"),
           "test": ("test",)}
-TOOLKITS = ("seqattn", "joeynmt", "opennmt")
+# decode-only variants (bench_peers.sh): seqattn-fast = shortlist + int8, opennmt-b64 = batch 64
+TOOLKITS = ("seqattn", "seqattn-fast", "joeynmt", "opennmt", "opennmt-b64")
 BEAMS = (1, 5)
 
 

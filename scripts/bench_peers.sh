@@ -17,17 +17,21 @@ The benchmark of shared/bench/PROTOCOL.md, one toolkit after another (never two 
   joeynmt  JoeyNMT for the budget (stopped with SIGINT; it saves a checkpoint)
   opennmt  OpenNMT-py: a short probe measures its step rate, then train_steps is set so
            that the run ends near the budget
+  decode   decode again with all three, one after another, on the models trained before
+           (a side-by-side decoding comparison without retraining)
   table    score the test outputs (sacreBLEU defaults) and print the side-by-side table
            (also WORK/results.md and WORK/results.json)
 Each toolkit trains under /usr/bin/time -v (wall clock, peak RSS) and then translates
-the test set greedy and with beam 5 (whole command timed). Takes about 45 minutes with
+the test set greedy and with beam 5 (whole command timed); seqattn also with its fast path
+(seqattn-fast: --set search.shortlist=500 --set search.precision=int8) and OpenNMT-py also
+at batch 64 (opennmt-b64: the batch size of seqattn and JoeyNMT; its default is 30). Takes about 45 minutes with
 the default budget: run it on an otherwise idle machine.
 
   --work DIR          work folder [default: bench_out]
   --data DIR          Multi30k JSON-lines folder [default: ../shared/data/multi30k]
   --budget MINUTES    training wall clock per toolkit [default: 12]
-  --only STEPS        comma-separated subset of: data,install,seqattn,joeynmt,opennmt,table
-                      [default: all, in that order]
+  --only STEPS        comma-separated subset of: data,install,seqattn,joeynmt,opennmt,
+                      decode,table [default: all but decode, in that order]
   --peers DIR         the peers' configs [default: ../shared/bench/peers]
   --probe-seconds S   length of the OpenNMT-py rate probe [default: 110]
   --onmt-steps N      skip the probe: train OpenNMT-py for N steps
@@ -46,6 +50,7 @@ work=bench_out
 data=../shared/data/multi30k
 budget=12
 only=data,install,seqattn,joeynmt,opennmt,table
+fast_shortlist=500
 peers=../shared/bench/peers
 probe_seconds=110
 onmt_steps=""
@@ -70,7 +75,7 @@ done
 [[ -z $onmt_steps || $onmt_steps =~ ^[0-9]+$ ]] || die "--onmt-steps must be a number, got '$onmt_steps'"
 IFS=, read -r -a steps <<< "$only"
 for step in "${steps[@]}"; do
-    [[ $step =~ ^(data|install|seqattn|joeynmt|opennmt|table)$ ]] || die "unknown step '$step' in --only"
+    [[ $step =~ ^(data|install|seqattn|joeynmt|opennmt|decode|table)$ ]] || die "unknown step '$step' in --only"
 done
 want() { [[ ",$only," == *",$1,"* ]]; }
 
@@ -97,6 +102,61 @@ timed() {
 check_stopped() {
     local rc=$1 what=$2
     [[ $rc -eq 0 || $rc -eq 124 ]] || die "$what failed (exit $rc); see $work/logs/"
+}
+
+# The test set, greedy and beam 5, each whole command under GNU time. Besides each toolkit's
+# default: seqattn-fast (lexical shortlist + int8 weights, seqattn's fast path) and
+# opennmt-b64 (OpenNMT-py at seqattn's and JoeyNMT's batch size of 64 sentences; its own
+# default is 30).
+decode_seqattn() {
+    local run_dir="$work/runs/seqattn" beam
+    for beam in 1 5; do
+        echo "== seqattn: translate test, beam $beam" >&2
+        timed "$work/logs/seqattn.decode.beam$beam.time" "$PYTHON" -m seqattn translate "$run_dir" \
+            "$work/data/test.de" --beam "$beam" --output "$work/hyp/seqattn.beam$beam.en" \
+            2>> "$work/logs/seqattn.decode.out"
+        echo "== seqattn-fast (shortlist $fast_shortlist + int8): translate test, beam $beam" >&2
+        timed "$work/logs/seqattn-fast.decode.beam$beam.time" "$PYTHON" -m seqattn translate \
+            "$run_dir" "$work/data/test.de" --beam "$beam" \
+            --set "search.shortlist=$fast_shortlist" --set search.precision=int8 \
+            --output "$work/hyp/seqattn-fast.beam$beam.en" 2>> "$work/logs/seqattn-fast.decode.out"
+    done
+}
+
+decode_joeynmt() {
+    local joey="$work/venv-joeynmt/bin/python" model_dir="$work/models/joey_rnn_attn"
+    local checkpoint="$model_dir/latest.ckpt" beam config
+    if [[ ! -e $checkpoint ]]; then
+        checkpoint=$(find "$model_dir" -name '*.ckpt' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
+    fi
+    [[ -n $checkpoint && -e $checkpoint ]] || die "JoeyNMT left no checkpoint in $model_dir"
+    for beam in 1 5; do
+        echo "== JoeyNMT: translate test, beam $beam" >&2
+        config="$work/configs/joeynmt_rnn_attn.yaml"
+        [[ $beam -eq 5 ]] && config="$work/configs/joeynmt_rnn_attn.beam5.yaml"
+        timed "$work/logs/joeynmt.decode.beam$beam.time" "$joey" -m joeynmt translate "$config" \
+            --ckpt "$checkpoint" < "$work/data/test.de" > "$work/hyp/joeynmt.beam$beam.en" \
+            2>> "$work/logs/joeynmt.decode.out"
+    done
+}
+
+decode_opennmt() {
+    local onmt="$work/venv-opennmt/bin" checkpoint beam name batch
+    checkpoint=$(find "$work/models/onmt_rnn_attn" -name 'model_step_*.pt' | sort -V | tail -1)
+    [[ -n $checkpoint ]] || die "OpenNMT-py left no checkpoint in $work/models/onmt_rnn_attn"
+    for beam in 1 5; do
+        for name in opennmt opennmt-b64; do
+            batch=30  # onmt_translate's default
+            [[ $name == opennmt-b64 ]] && batch=64
+            echo "== $name: translate test, beam $beam, batch $batch" >&2
+            # 3.5.1 checkpoints hold more than tensors: torch >= 2.6 loads them only with this.
+            timed "$work/logs/$name.decode.beam$beam.time" env TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 \
+                "$onmt/onmt_translate" -model "$checkpoint" -src "$work/data/test.de" \
+                -output "$work/hyp/$name.beam$beam.en" -beam_size "$beam" -batch_size "$batch" \
+                -transforms sentencepiece -src_subword_model "$spm_model" \
+                -tgt_subword_model "$spm_model" >> "$work/logs/$name.decode.out" 2>&1
+        done
+    done
 }
 
 if want data; then
@@ -153,12 +213,7 @@ if want seqattn; then
     timed "$work/logs/seqattn.train.time" "$PYTHON" -m seqattn train "$config" --run-dir "$run_dir" \
         --set "data.path=$data" --set "train.max_minutes=$budget" --overwrite \
         > "$work/logs/seqattn.train.out" 2>&1 || die "seqattn training failed; see $work/logs/seqattn.train.out"
-    for beam in 1 5; do
-        echo "== seqattn: translate test, beam $beam" >&2
-        timed "$work/logs/seqattn.decode.beam$beam.time" "$PYTHON" -m seqattn translate "$run_dir" \
-            "$work/data/test.de" --beam "$beam" --output "$work/hyp/seqattn.beam$beam.en" \
-            2>> "$work/logs/seqattn.decode.out"
-    done
+    decode_seqattn
 fi
 
 if want joeynmt; then
@@ -170,20 +225,7 @@ if want joeynmt; then
         "$joey" -m joeynmt train "$work/configs/joeynmt_rnn_attn.yaml" --skip-test \
         > "$work/logs/joeynmt.train.out" 2>&1 || rc=$?
     check_stopped "$rc" "JoeyNMT training"
-    model_dir="$work/models/joey_rnn_attn"
-    checkpoint="$model_dir/latest.ckpt"
-    if [[ ! -e $checkpoint ]]; then
-        checkpoint=$(find "$model_dir" -name '*.ckpt' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
-    fi
-    [[ -n $checkpoint && -e $checkpoint ]] || die "JoeyNMT left no checkpoint in $model_dir"
-    for beam in 1 5; do
-        echo "== JoeyNMT: translate test, beam $beam" >&2
-        config="$work/configs/joeynmt_rnn_attn.yaml"
-        [[ $beam -eq 5 ]] && config="$work/configs/joeynmt_rnn_attn.beam5.yaml"
-        timed "$work/logs/joeynmt.decode.beam$beam.time" "$joey" -m joeynmt translate "$config" \
-            --ckpt "$checkpoint" < "$work/data/test.de" > "$work/hyp/joeynmt.beam$beam.en" \
-            2>> "$work/logs/joeynmt.decode.out"
-    done
+    decode_joeynmt
 fi
 
 if want opennmt; then
@@ -211,17 +253,13 @@ if want opennmt; then
         "$onmt/onmt_train" -config "$work/configs/opennmt_run.yaml" \
         > "$work/logs/opennmt.train.out" 2>&1 || rc=$?
     check_stopped "$rc" "OpenNMT-py training"
-    checkpoint=$(find "$work/models/onmt_rnn_attn" -name 'model_step_*.pt' | sort -V | tail -1)
-    [[ -n $checkpoint ]] || die "OpenNMT-py left no checkpoint in $work/models/onmt_rnn_attn"
-    for beam in 1 5; do
-        echo "== OpenNMT-py: translate test, beam $beam" >&2
-        # 3.5.1 checkpoints hold more than tensors: torch >= 2.6 loads them only with this.
-        timed "$work/logs/opennmt.decode.beam$beam.time" env TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 \
-            "$onmt/onmt_translate" -model "$checkpoint" -src "$work/data/test.de" \
-            -output "$work/hyp/opennmt.beam$beam.en" -beam_size "$beam" \
-            -transforms sentencepiece -src_subword_model "$spm_model" -tgt_subword_model "$spm_model" \
-            >> "$work/logs/opennmt.decode.out" 2>&1
-    done
+    decode_opennmt
+fi
+
+if want decode; then  # all decoding again, side by side, on the models trained above
+    decode_seqattn
+    decode_joeynmt
+    decode_opennmt
 fi
 
 if want table; then

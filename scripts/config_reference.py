@@ -64,6 +64,14 @@ MEANINGS = {
     "train.save_every": "steps between writes of `last.pt`",
     "search.beam_size": "default beam size of `evaluate` and `translate` (1 = greedy)",
     "search.max_length_offset": "added to the output length limit (see `max_length_ratio`)",
+    "search.shortlist": "0 = the output layer scores every target piece (exact search). N > 0 = a "
+                        "lexical shortlist: each decoding batch scores only the N most frequent "
+                        "target pieces plus `shortlist_per_source` pieces per source piece, "
+                        "ranked by co-occurrence in the training split (built once, kept in "
+                        "RUN_DIR/shortlist.pt); faster, approximate",
+    "search.shortlist_per_source": "target pieces the shortlist allows per source piece (1-100)",
+    "search.precision": "`int8`: decode with 8-bit weights (dynamic quantization, CPU only); "
+                        "`fp32`: exact",
 }
 
 

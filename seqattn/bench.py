@@ -10,6 +10,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -20,7 +21,9 @@ from seqattn.config import Config
 from seqattn.data import EncodedSplit, make_batch, train_batches
 from seqattn.models import build_model
 from seqattn.prepare import prepare
+from seqattn.quantize import quantize_int8
 from seqattn.search import decode
+from seqattn.shortlist import build_table
 from seqattn.tokenizer import PAD_ID
 from seqattn.train import resolve_device
 
@@ -115,14 +118,33 @@ def add_fraction_of_peak(result: dict, peak_gflops: float) -> None:
 
 
 def decoding_speed(model, data: EncodedSplit, config: Config, beam: int,
-                   device: torch.device) -> dict:
+                   device: torch.device, shortlist=None, label: str = "exact") -> dict:
     search = config.search
     started = time.perf_counter()
     decode(model, data.src, beam, search.length_penalty, search.max_length_ratio,
-           search.max_length_offset, search.batch_size, device)
+           search.max_length_offset, search.batch_size, device, shortlist=shortlist)
     seconds = time.perf_counter() - started
-    return {"beam": beam, "sentences": len(data.src), "seconds": round(seconds, 2),
+    return {"beam": beam, "decoder": label, "sentences": len(data.src), "seconds": round(seconds, 2),
             "sentences_per_second": round(len(data.src) / seconds, 2)}
+
+
+def decoders(model, config: Config, prepared) -> list[tuple[str, object, object]]:
+    """(label, model, shortlist): exact fp32 search, and the config's fast path when it sets one."""
+    search = config.search
+    found = [("exact", model, None)]
+    if search.shortlist > 0 or search.precision == "int8":
+        fast_model = quantize_int8(model) if search.precision == "int8" else model
+        shortlist = None
+        if search.shortlist > 0:
+            tokenizer = prepared.tokenizer
+            table = build_table(prepared.train.src, prepared.train.tgt, tokenizer.src_vocab_size,
+                                tokenizer.tgt_vocab_size, "bench")
+            shortlist = partial(table.candidates, frequent=search.shortlist,
+                                per_source=search.shortlist_per_source)
+        label = "+".join(([f"shortlist {search.shortlist}/{search.shortlist_per_source}"]
+                          if search.shortlist > 0 else []) + [search.precision])
+        found.append((label, fast_model, shortlist))
+    return found
 
 
 def peak_rss_mib() -> float:
@@ -171,9 +193,10 @@ def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions
         model.load_state_dict(load_checkpoint(checkpoint)["model"])
         report["decoding_checkpoint"] = str(checkpoint)
     sample = EncodedSplit(prepared.valid.src[:sentences], prepared.valid.tgt[:sentences], [], [])
-    for beam in beams:
-        result = decoding_speed(model, sample, config, beam, device)
-        report["decoding"].append(result)
-        say(f"decode beam {beam}: {result['sentences_per_second']} sentences/s")
+    for label, decoder, shortlist in decoders(model, config, prepared):
+        for beam in beams:
+            result = decoding_speed(decoder, sample, config, beam, device, shortlist, label)
+            report["decoding"].append(result)
+            say(f"decode beam {beam}, {label}: {result['sentences_per_second']} sentences/s")
     report["peak_rss_mib"] = peak_rss_mib()
     return report

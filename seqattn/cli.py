@@ -161,12 +161,12 @@ def evaluate(run_dir: RunDirArg, split: SplitOpt = None, beam: BeamOpt = None,
 def translate(run_dir: RunDirArg, input_file: InputArg = None, beam: BeamOpt = None,
               nbest: NbestOpt = 1, batch_size: BatchOpt = None, output: OutputOpt = None,
               attention: AttentionOpt = None, errors: ErrorsOpt = "strict",
-              checkpoint: CheckpointOpt = None) -> None:
+              checkpoint: CheckpointOpt = None, set_: SetOpt = None) -> None:
     """Translate sentences, one per line, keeping the line count and order."""
     from seqattn.textio import run_translate
 
     run_command(run_translate, run_dir, input_file, beam, nbest, batch_size, output, attention,
-                errors, checkpoint)
+                errors, checkpoint, set_)
 
 
 def _int_list(text: str, option: str) -> list[int]:

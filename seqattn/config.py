@@ -19,6 +19,8 @@ import yaml
 
 from seqattn.errors import UserError
 
+STORED_PER_SOURCE = 100  # the lexical shortlist keeps this many target pieces per source piece
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -98,6 +100,11 @@ class SearchConfig:
     max_length_ratio: float = 1.5  # output length limit = ratio * source length + offset
     max_length_offset: int = 10
     batch_size: int = 64  # sentences per decoding batch
+    # Faster, approximate decoding (seqattn/shortlist.py, seqattn/quantize.py); meanings in
+    # scripts/config_reference.py
+    shortlist: int = 0
+    shortlist_per_source: int = 20
+    precision: Literal["fp32", "int8"] = "fp32"
 
 
 @dataclass(frozen=True)
@@ -118,11 +125,13 @@ _POSITIVE = {
     "train.log_every", "train.valid_every", "train.save_every", "train.max_bad_steps",
     "train.patience", "train.plateau_patience",
     "search.beam_size", "search.max_length_ratio", "search.batch_size",
+    "search.shortlist_per_source",
 }
 _NON_NEGATIVE = {
     "model.dropout", "model.attention_size", "train.weight_decay", "train.clip_norm",
     "train.label_smoothing", "train.warmup_steps", "train.min_lr", "train.num_threads",
     "train.samples", "search.length_penalty", "search.max_length_offset", "train.seed",
+    "search.shortlist",
 }
 _AT_MOST_ONE = {"model.dropout", "train.label_smoothing", "train.teacher_forcing",
                 "tokenizer.character_coverage", "train.plateau_factor"}
@@ -247,6 +256,10 @@ def _check_consistency(config: Config, source: str) -> None:
     if m.share_embeddings and not config.tokenizer.joint:
         raise UserError("model.share_embeddings needs one joint vocabulary", source,
                         "set tokenizer.joint: true or model.share_embeddings: false")
+    if config.search.shortlist_per_source > STORED_PER_SOURCE:
+        raise UserError(f"search.shortlist_per_source must be at most {STORED_PER_SOURCE}, got "
+                        f"{config.search.shortlist_per_source}", source,
+                        f"use a value from 1 to {STORED_PER_SOURCE}")
     if config.train.batch_tokens < config.data.max_length + 2:
         raise UserError(
             f"train.batch_tokens ({config.train.batch_tokens}) is smaller than the longest "

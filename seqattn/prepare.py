@@ -6,8 +6,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from seqattn.config import Config
-from seqattn.data import EncodedSplit, encode_corpus, load_corpus, padding_fraction, train_batches
+from seqattn.config import Config, DataConfig
+from seqattn.data import Corpus, EncodedSplit, encode_corpus, load_corpus, padding_fraction, train_batches
 from seqattn.errors import UserError
 from seqattn.tokenizer import Tokenizer, read_meta, train_tokenizer
 
@@ -28,15 +28,21 @@ def cache_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "cache"
 
 
+def load_train_corpus(data: DataConfig) -> Corpus:
+    """The training split, cut to `data.max_train_examples` when set."""
+    corpus = load_corpus(data, data.train_split)
+    if data.max_train_examples is not None:
+        corpus.src, corpus.tgt = corpus.src[: data.max_train_examples], corpus.tgt[: data.max_train_examples]
+        corpus.identity += f"|first {data.max_train_examples}"
+    return corpus
+
+
 def prepare(config: Config, run_dir: Path, with_valid: bool = True,
             allow_retrain: bool = True, say=print) -> Prepared:
     """Everything training needs from the data, reusing the tokenizer and cache when they match."""
     started = time.perf_counter()
     data = config.data
-    corpus = load_corpus(data, data.train_split)
-    if data.max_train_examples is not None:
-        corpus.src, corpus.tgt = corpus.src[: data.max_train_examples], corpus.tgt[: data.max_train_examples]
-        corpus.identity += f"|first {data.max_train_examples}"
+    corpus = load_train_corpus(data)
     loaded = time.perf_counter()
     folder = tokenizer_dir(run_dir)
     meta = read_meta(folder)

@@ -7,7 +7,9 @@ the computation, and a sentence's output does not depend on which others share i
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,6 +38,11 @@ def max_output_lengths(src_lengths: torch.Tensor, ratio: float, offset: int) -> 
     return (src_lengths.float() * ratio).ceil().long() + offset
 
 
+def _restricted(model: EncoderDecoder, vocab: torch.Tensor | None):
+    """Score only the shortlist `vocab` inside the block (all of the vocabulary when None)."""
+    return nullcontext() if vocab is None else model.generator.restricted_to(vocab)
+
+
 def _finish(tokens: list[int], log_prob: float, attention: torch.Tensor | None, src_len: int,
             alpha: float, ended: bool) -> Hypothesis:
     steps = len(tokens) + (1 if ended else 0)
@@ -46,8 +53,17 @@ def _finish(tokens: list[int], log_prob: float, attention: torch.Tensor | None, 
 @torch.inference_mode()
 def greedy_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Tensor,
                   max_lengths: torch.Tensor, alpha: float = 0.0,
-                  return_attention: bool = False) -> list[list[Hypothesis]]:
-    """Pick the most likely token at each step; one hypothesis per sentence."""
+                  return_attention: bool = False,
+                  vocab: torch.Tensor | None = None) -> list[list[Hypothesis]]:
+    """Pick the most likely token at each step; one hypothesis per sentence.
+
+    `vocab`: the target ids the output may use (a shortlist), or None for all.
+    """
+    with _restricted(model, vocab):
+        return _greedy(model, src, src_lengths, max_lengths, alpha, return_attention, vocab)
+
+
+def _greedy(model, src, src_lengths, max_lengths, alpha, return_attention, vocab):
     batch = src.size(0)
     state = model.encode(src, src_lengths)
     alive = torch.arange(batch, device=src.device)  # original rows still decoding
@@ -60,6 +76,8 @@ def greedy_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.T
     for t in range(int(max_lengths.max())):
         step_lp, state = model.step(prev, state)  # [N, V]
         best_lp, prev = step_lp.max(dim=-1)  # [N]
+        if vocab is not None:
+            prev = vocab[prev]  # shortlist position -> target id
         log_probs = log_probs + best_lp
         tokens = torch.cat([tokens, prev[:, None]], dim=1)
         if return_attention and state.attention is not None:
@@ -86,43 +104,58 @@ def greedy_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.T
 @torch.inference_mode()
 def beam_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Tensor,
                 beam_size: int, max_lengths: torch.Tensor, alpha: float = 1.0, nbest: int = 1,
-                return_attention: bool = False) -> list[list[Hypothesis]]:
+                return_attention: bool = False,
+                vocab: torch.Tensor | None = None) -> list[list[Hypothesis]]:
     """Beam search; returns up to `nbest` hypotheses per sentence, best (highest score) first.
 
     Alive hypotheses compete on raw log-probability; finished ones are ranked by the length-
     normalised score. A sentence is done once `beam_size` hypotheses finished or at its limit.
+    `vocab`: the target ids the output may use (a shortlist), or None for all.
     """
+    with _restricted(model, vocab):
+        return _beam(model, src, src_lengths, beam_size, max_lengths, alpha, nbest,
+                     return_attention, vocab)
+
+
+def _beam(model, src, src_lengths, beam_size, max_lengths, alpha, nbest, return_attention, vocab):
     device, batch, k = src.device, src.size(0), beam_size
-    state = model.encode(src, src_lengths).select(
-        torch.arange(batch, device=device).repeat_interleave(k))  # [N*K]
+    state = model.encode(src, src_lengths)  # [N]
     alive = torch.arange(batch, device=device)  # original sentence of each active row group
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: keep only the first
     tokens = torch.empty(batch * k, 0, dtype=torch.long, device=device)
-    prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
+    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
     attn = None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     limit = max_lengths.to(device)
+    lengths = src_lengths.tolist()
     for t in range(int(max_lengths.max())):
         n = alive.numel()
         step_lp, state = model.step(prev, state)  # [N*K, V]
-        vocab = step_lp.size(-1)
-        candidates = (scores.view(-1, 1) + step_lp).view(n, k * vocab)
-        top_scores, top_index = candidates.topk(min(2 * k, k * vocab), dim=1)  # [N, 2K]
-        origin = top_index // vocab + (torch.arange(n, device=device) * k)[:, None]  # rows
-        top_tokens = top_index % vocab
+        if t == 0:  # the K beams of a sentence are still one: the first step ran once per sentence
+            beams = torch.arange(batch, device=device).repeat_interleave(k)
+            step_lp, state = step_lp.index_select(0, beams), state.select(beams)
+        width = step_lp.size(-1)  # the vocabulary, or the shortlist
+        candidates = (scores.view(-1, 1) + step_lp).view(n, k * width)
+        top_scores, top_index = candidates.topk(min(2 * k, k * width), dim=1)  # [N, 2K]
+        origin = top_index // width + (torch.arange(n, device=device) * k)[:, None]  # rows
+        top_tokens = top_index % width
+        if vocab is not None:
+            top_tokens = vocab[top_tokens]  # shortlist position -> target id
         step_attn = state.attention if return_attention else None
         is_eos = top_tokens == EOS_ID
         at_limit = (t + 1 >= limit[alive])  # [N]
         # EOS candidates ranked inside the top K end a hypothesis.
         ends = is_eos & (torch.arange(top_tokens.size(1), device=device) < k)[None, :]
         ends &= top_scores > float("-inf")
-        for sent, j in ends.nonzero().tolist():
-            row = int(origin[sent, j])
-            hist = _history(attn, step_attn, row)
-            finished[int(alive[sent])].append(_finish(
-                tokens[row].tolist(), float(top_scores[sent, j]), hist,
-                int(src_lengths[alive[sent]]), alpha, ended=True))
+        ending = ends.nonzero().tolist()
+        if ending:  # Python lists once per step, not a tensor lookup per hypothesis
+            origin_l, scores_l, alive_l = origin.tolist(), top_scores.tolist(), alive.tolist()
+            for sent, j in ending:
+                row = origin_l[sent][j]
+                finished[alive_l[sent]].append(_finish(
+                    tokens[row].tolist(), scores_l[sent][j], _history(attn, step_attn, row),
+                    lengths[alive_l[sent]], alpha, ended=True))
         # Continue with the best K candidates that are not EOS.
         not_eos = ~is_eos
         rank = not_eos.cumsum(dim=1)
@@ -137,16 +170,16 @@ def beam_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Ten
             attn = new if attn is None else torch.cat([attn[rows], new], dim=1)
         state = state.reorder_beams(rows)  # rows stay within their sentence's beams
         # Sentences at their limit end with their alive beams; others end with K finished.
-        counts = torch.tensor([len(finished[int(s)]) for s in alive.tolist()], device=device)
+        alive_l = alive.tolist()
+        counts = torch.tensor([len(finished[s]) for s in alive_l], device=device)
         done = at_limit | (counts >= k)
         for sent in (at_limit & (counts < k)).nonzero().flatten().tolist():
-            for j in range(k):
+            for j, score in enumerate(scores[sent].tolist()):
                 row = sent * k + j
-                if scores[sent, j] > float("-inf"):
-                    finished[int(alive[sent])].append(_finish(
-                        tokens[row].tolist(), float(scores[sent, j]),
-                        None if attn is None else attn[row],
-                        int(src_lengths[alive[sent]]), alpha, ended=False))
+                if score > float("-inf"):
+                    finished[alive_l[sent]].append(_finish(
+                        tokens[row].tolist(), score, None if attn is None else attn[row],
+                        lengths[alive_l[sent]], alpha, ended=False))
         if bool(done.any()):
             keep = (~done).nonzero().flatten()
             if keep.numel() == 0:
@@ -171,8 +204,12 @@ def _history(attn: torch.Tensor | None, step_attn: torch.Tensor | None,
 def decode(model: EncoderDecoder, sources: list[np.ndarray], beam_size: int, alpha: float,
            max_length_ratio: float, max_length_offset: int, batch_size: int,
            device: torch.device, nbest: int = 1, return_attention: bool = False,
-           progress=None) -> list[list[Hypothesis]]:
-    """Translate id sequences (no specials) in length-sorted batches; results in input order."""
+           progress=None, shortlist: Callable[[torch.Tensor], torch.Tensor] | None = None
+           ) -> list[list[Hypothesis]]:
+    """Translate id sequences (no specials) in length-sorted batches; results in input order.
+
+    `shortlist(src)` gives the target ids a batch may output (see seqattn.shortlist).
+    """
     model.eval()
     results: list[list[Hypothesis]] = [[] for _ in sources]
     lengths = [len(s) + 1 for s in sources]
@@ -181,11 +218,12 @@ def decode(model: EncoderDecoder, sources: list[np.ndarray], beam_size: int, alp
         batch = collate([sources[i] for i in indices], [empty] * len(indices), indices)
         src, src_lengths = batch.src.to(device), batch.src_lengths.to(device)
         limits = max_output_lengths(batch.src_lengths, max_length_ratio, max_length_offset)
+        vocab = None if shortlist is None else shortlist(src)
         if beam_size == 1:
-            out = greedy_search(model, src, src_lengths, limits, alpha, return_attention)
+            out = greedy_search(model, src, src_lengths, limits, alpha, return_attention, vocab)
         else:
             out = beam_search(model, src, src_lengths, beam_size, limits, alpha, nbest,
-                              return_attention)
+                              return_attention, vocab)
         for i, hyps in zip(indices, out):
             results[i] = hyps
         if progress is not None:

@@ -108,7 +108,7 @@ def write_attention(folder: Path, results) -> None:
 
 def run_translate(run_dir: Path, input_file: str | None, beam: int | None, nbest: int,
                   batch_size: int | None, output: Path | None, attention: Path | None,
-                  errors: str, checkpoint: str | None) -> None:
+                  errors: str, checkpoint: str | None, overrides: list[str] | None = None) -> None:
     if output is not None:
         check_writable_file(output, "--output")
     if attention is not None:
@@ -117,7 +117,7 @@ def run_translate(run_dir: Path, input_file: str | None, beam: int | None, nbest
     lines = None if interactive else read_input(input_file, errors)
     from seqattn.translate import Translator  # torch: only once the input is known to be good
 
-    translator = Translator(run_dir, checkpoint=checkpoint)
+    translator = Translator(run_dir, checkpoint=checkpoint, overrides=overrides)
     if interactive:
         return _interactive(translator, beam)
     results = translator.translate(lines, beam=beam, nbest=nbest, batch_size=batch_size,

@@ -200,8 +200,10 @@ class Trainer:
         self.model: EncoderDecoder = build_model(
             config.model, self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size).to(device)
         optimizer_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        # fused: one kernel over all parameters per update instead of a dozen passes each
         self.optimizer = optimizer_class(self.model.parameters(), lr=cfg.lr,
-                                         weight_decay=cfg.weight_decay)
+                                         weight_decay=cfg.weight_decay,
+                                         fused=device.type in ("cpu", "cuda"))
         self.schedule = Schedule(cfg)
         self.precision = resolve_precision(cfg.precision, device)
         self.progress = Progress()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ from seqattn.checkpoint import load_checkpoint
 from seqattn.config import Config, apply_overrides, config_from_dict, read_yaml
 from seqattn.errors import UserError
 from seqattn.models import EncoderDecoder, build_model
+from seqattn.quantize import quantize_int8
 from seqattn.search import decode
+from seqattn.shortlist import load_or_build
 from seqattn.tokenizer import Tokenizer
 from seqattn.train import check_compatible, load_weights, resolve_device
 
@@ -76,8 +79,19 @@ class Translator:
                                                  self.tokenizer.tgt_vocab_size)
         load_weights(self.model, state, self.checkpoint)
         self.model.to(self.device).eval()
+        if self.config.search.precision == "int8":
+            if self.device.type != "cpu":
+                raise UserError("search.precision=int8 runs on the CPU only",
+                                f"device {self.device}", "use --device cpu or search.precision=fp32")
+            self.model = quantize_int8(self.model)
         self.max_source_pieces = self.config.data.max_length
         self.warned_long = False
+        self.shortlist = None  # batch source ids -> the target ids it may output
+        search = self.config.search
+        if search.shortlist > 0:
+            table = load_or_build(self.run_dir, self.config, self.tokenizer)
+            self.shortlist = partial(table.candidates, frequent=search.shortlist,
+                                     per_source=search.shortlist_per_source)
 
     def translate(self, sentences: list[str], beam: int | None = None, nbest: int = 1,
                   batch_size: int | None = None, attention: bool = True,
@@ -101,7 +115,8 @@ class Translator:
         arrays = [np.asarray(ids, dtype=np.int32) for ids in sources]
         hyps = decode(self.model, arrays, beam, search.length_penalty, search.max_length_ratio,
                       search.max_length_offset, batch_size or search.batch_size, self.device,
-                      nbest=nbest, return_attention=attention, progress=progress)
+                      nbest=nbest, return_attention=attention, progress=progress,
+                      shortlist=self.shortlist)
         for i, ids, options in zip(todo, sources, hyps):
             best = options[0]
             result = results[i]
@@ -121,7 +136,11 @@ class Translator:
         return " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
 
 
-def load(run_dir: str | Path, checkpoint: str | None = None, device: str = "auto") -> Translator:
-    """Load a trained run for translation: `seqattn.load("runs/bahdanau")`."""
-    return Translator(run_dir, checkpoint=checkpoint, device=device)
+def load(run_dir: str | Path, checkpoint: str | None = None, device: str = "auto",
+         overrides: list[str] | None = None) -> Translator:
+    """Load a trained run for translation: `seqattn.load("runs/bahdanau")`.
+
+    `overrides`: `--set` strings for the search settings, e.g. `["search.shortlist=500"]`.
+    """
+    return Translator(run_dir, checkpoint=checkpoint, device=device, overrides=overrides)
 

@@ -44,3 +44,17 @@ def test_length_halves_split_at_the_median():
 def test_bench_rejects_bad_lists(tiny_config, tmp_path):
     result = CliRunner().invoke(app, ["bench", str(tiny_config("b")), "--beams", "x"])
     assert result.exit_code == 2 and "--beams needs positive integers" in result.output
+
+
+def test_bench_times_the_fast_decoder_next_to_the_exact_one(tiny_config, tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", str(tiny_config("b")), "--run-dir", str(tmp_path / "run"), "--precision", "fp32",
+        "--batch-tokens", "200", "--beams", "1,3", "--steps", "1", "--warmup", "1",
+        "--sentences", "8", "--set", "search.shortlist=5", "--set", "search.precision=int8",
+        "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["decoding"]
+    assert [(r["decoder"], r["beam"]) for r in rows] == [
+        ("exact", 1), ("exact", 3), ("shortlist 5/20+int8", 1), ("shortlist 5/20+int8", 3)]
+    assert all(r["sentences_per_second"] > 0 for r in rows)

