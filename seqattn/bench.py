@@ -25,7 +25,7 @@ from seqattn.quantize import quantize_int8
 from seqattn.search import decode
 from seqattn.shortlist import build_table
 from seqattn.tokenizer import PAD_ID
-from seqattn.train import resolve_device
+from seqattn.train import make_optimizer, resolve_device
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
@@ -79,7 +79,7 @@ def training_speed(config: Config, data: EncodedSplit, vocab: tuple[int, int], b
     """
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, *vocab).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    optimizer = make_optimizer(model, config.train, device)  # as training makes it
     batches = train_batches(data, batch_tokens, config.train.seed, 0)
     extra = {}
     if lengths != "all":

@@ -105,6 +105,13 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 # Learning-rate schedule
 
 
+def make_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.optim.Optimizer:
+    """Adam or AdamW; fused (one kernel over all parameters per update) where torch has it."""
+    optimizer_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           fused=device.type in ("cpu", "cuda"))
+
+
 class Schedule:
     """constant | plateau (scale down when the dev metric stalls) | inverse_sqrt | linear | cosine,
     each with linear warmup.
@@ -199,11 +206,7 @@ class Trainer:
         random.seed(cfg.seed)
         self.model: EncoderDecoder = build_model(
             config.model, self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size).to(device)
-        optimizer_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        # fused: one kernel over all parameters per update instead of a dozen passes each
-        self.optimizer = optimizer_class(self.model.parameters(), lr=cfg.lr,
-                                         weight_decay=cfg.weight_decay,
-                                         fused=device.type in ("cpu", "cuda"))
+        self.optimizer = make_optimizer(self.model, cfg, device)
         self.schedule = Schedule(cfg)
         self.precision = resolve_precision(cfg.precision, device)
         self.progress = Progress()
