@@ -21,11 +21,16 @@ from seqattn.errors import UserError
 def pack_int8(weight: torch.Tensor, bias: torch.Tensor | None):
     """int8 weight (per-row scale) + float bias, in fbgemm's packed layout."""
     weight = weight.detach().float().contiguous()
-    scale = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-8).double()
+    scale = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-8)
+    zero = torch.zeros(weight.size(0), dtype=torch.long)
     with warnings.catch_warnings():  # torch marks its quantized tensor types as deprecated
         warnings.simplefilter("ignore")
-        qweight = torch.quantize_per_channel(weight, scale, torch.zeros_like(scale, dtype=torch.long),
-                                             0, torch.qint8)
+        make = getattr(torch, "_make_per_channel_quantized_tensor", None)
+        if make is not None:  # rounds in one vectorised pass: ~10x faster than quantize_per_channel
+            values = torch.round(weight / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+            qweight = make(values, scale.double(), zero, 0)
+        else:
+            qweight = torch.quantize_per_channel(weight, scale.double(), zero, 0, torch.qint8)
         return torch.ops.quantized.linear_prepack(
             qweight, None if bias is None else bias.detach().float().contiguous())
 
@@ -59,6 +64,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         raise UserError("this torch build has no int8 CPU kernels (fbgemm)", "search.precision",
                         "use search.precision=fp32")
     model = copy.deepcopy(model).cpu().eval()
+    model.rnn.freeze_token_table(model.tgt_embed)  # exact fp32 lookups, no product per step
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             # A product to a handful of outputs (attention's energy vector) is a pass over its

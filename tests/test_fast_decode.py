@@ -141,3 +141,20 @@ def test_shortlist_per_source_is_bounded(tiny_config):
         load_config(tiny_config(search={"shortlist_per_source": 101}))
     with pytest.raises(UserError, match="search.precision"):
         load_config(tiny_config(search={"precision": "int4"}))
+
+
+def test_a_frozen_token_table_gives_the_same_steps(model):
+    import copy
+
+    frozen = copy.deepcopy(model)
+    frozen.rnn.freeze_token_table(frozen.tgt_embed)
+    src = torch.randint(4, VOCAB, (5, 6))
+    lengths = torch.full((5,), 6)
+    prev = torch.randint(4, VOCAB, (5,))
+    with torch.inference_mode():
+        exact, _ = model.step(prev, model.encode(src, lengths))
+        looked_up, _ = frozen.step(prev, frozen.encode(src, lengths))
+    torch.testing.assert_close(looked_up, exact)
+    frozen.train()  # teacher forcing never uses the table: it has no token ids to look up
+    batch_logits, _ = frozen.teacher_forced(src, lengths, src)
+    assert batch_logits.requires_grad

@@ -52,7 +52,7 @@ class Bahdanau(EncoderDecoder):
     def step(self, prev_tokens: torch.Tensor, state: DecoderState
              ) -> tuple[torch.Tensor, DecoderState]:
         embedded = self.tgt_embed(prev_tokens)  # [B, E]
-        state, context = self._advance(self.rnn.project_tokens(embedded), state)
+        state, context = self._advance(self.rnn.project_tokens(embedded, prev_tokens), state)
         logits = self._output(state.hidden[-1], context, embedded)  # [B, V]
         return torch.log_softmax(logits.float(), dim=-1), state
 

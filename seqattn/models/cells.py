@@ -27,13 +27,23 @@ class RecurrentStack(nn.Module):
         self.layer_proj = nn.ModuleList(nn.Linear(hidden_size, gates) for _ in range(num_layers - 1))
         self.hidden_proj = nn.ModuleList(nn.Linear(hidden_size, gates) for _ in range(num_layers))
         self.dropout = nn.Dropout(dropout)
+        self.token_table: torch.Tensor | None = None  # see freeze_token_table
         if self.is_lstm:  # forget-gate bias 1: remember by default early in training
             with torch.no_grad():
                 for proj in self.hidden_proj:
                     proj.bias[hidden_size : 2 * hidden_size].fill_(1.0)
 
-    def project_tokens(self, embedded: torch.Tensor) -> torch.Tensor:
-        return self.token_proj(embedded)  # [..., G]
+    def project_tokens(self, embedded: torch.Tensor, ids: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        """[..., E] -> [..., G]; a lookup instead of a product when a token table is frozen."""
+        if self.token_table is not None and ids is not None:
+            return self.token_table[ids]
+        return self.token_proj(embedded)
+
+    def freeze_token_table(self, embedding: nn.Embedding) -> None:
+        """For inference only: the gate inputs of every vocabulary entry, computed once ([V, G])."""
+        with torch.no_grad():
+            self.token_table = self.token_proj(embedding.weight).detach()
 
     def forward(self, token_gates: torch.Tensor, extra: torch.Tensor | None, hidden: Hidden,
                 cell: Hidden | None) -> tuple[Hidden, Hidden | None]:

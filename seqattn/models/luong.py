@@ -49,8 +49,8 @@ class Luong(EncoderDecoder):
     def step(self, prev_tokens: torch.Tensor, state: DecoderState
              ) -> tuple[torch.Tensor, DecoderState]:
         embedded = self.tgt_embed(prev_tokens)  # [B, E]
-        hidden, cell = self.rnn(self.rnn.project_tokens(embedded), state.feed, state.hidden,
-                                state.cell)
+        gates = self.rnn.project_tokens(embedded, prev_tokens)  # [B, G]
+        hidden, cell = self.rnn(gates, state.feed, state.hidden, state.cell)
         attentional, weights = self._attentional(hidden[-1][:, None, :], state)  # [B, 1, H]
         attentional = attentional[:, 0]
         new_state = DecoderState(hidden=hidden, cell=cell, memory=state.memory, keys=state.keys,

@@ -31,9 +31,10 @@ class Seq2Seq(EncoderDecoder):
         context = state.hidden[-1] if self.cfg.context_every_step else None
         return DecoderState(hidden=state.hidden, cell=state.cell, feed=context)
 
-    def _token_gates(self, embedded: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    def _token_gates(self, embedded: torch.Tensor, context: torch.Tensor | None,
+                     ids: torch.Tensor | None = None) -> torch.Tensor:
         """Gate inputs of the first layer; the fixed context's share is computed once, not per step."""
-        gates = self.rnn.project_tokens(embedded)  # [B, G] or [B, T, G]
+        gates = self.rnn.project_tokens(embedded, ids)  # [B, G] or [B, T, G]
         if context is None:
             return gates
         projected = self.rnn.extra_proj(context)  # [B, G]
@@ -47,8 +48,8 @@ class Seq2Seq(EncoderDecoder):
     def step(self, prev_tokens: torch.Tensor, state: DecoderState
              ) -> tuple[torch.Tensor, DecoderState]:
         embedded = self.tgt_embed(prev_tokens)  # [B, E]
-        hidden, cell = self.rnn(self._token_gates(embedded, state.feed), None, state.hidden,
-                                state.cell)
+        gates = self._token_gates(embedded, state.feed, prev_tokens)  # [B, G]
+        hidden, cell = self.rnn(gates, None, state.hidden, state.cell)
         logits = self._output(hidden[-1], embedded, state.feed)  # [B, V]
         new_state = DecoderState(hidden=hidden, cell=cell, feed=state.feed)
         return torch.log_softmax(logits.float(), dim=-1), new_state
