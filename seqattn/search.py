@@ -7,9 +7,9 @@ the computation, and a sentence's output does not depend on which others share i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

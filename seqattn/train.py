@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from seqattn.checkpoint import atomic_write_text, check_can_create_dir, load_checkpoint, save_checkpoint
 from seqattn.config import Config, config_from_dict, config_to_dict, save_config
 from seqattn.data import Batch, EncodedSplit, make_batch, sentence_batches, train_batches
 from seqattn.errors import Interrupted, RunFailed, UserError
+from seqattn.loss import cross_entropy_sum
 from seqattn.metrics import corpus_scores
 from seqattn.models import EncoderDecoder, build_model
 from seqattn.prepare import Prepared, describe, prepare
@@ -292,9 +292,8 @@ class Trainer:
             logits = scheduled_sampling_logits(self.model, batch, cfg.teacher_forcing)
         else:
             logits = self.model(batch)  # [B, T, V]
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(),
-                               ignore_index=PAD_ID, label_smoothing=cfg.label_smoothing,
-                               reduction="sum")
+        loss = cross_entropy_sum(logits.flatten(0, 1), batch.tgt_out.flatten(), PAD_ID,
+                                 cfg.label_smoothing)
         return loss, batch.num_tgt_tokens
 
     def _train_step(self, batch: Batch) -> float | None:
@@ -506,8 +505,7 @@ def corpus_loss(model: EncoderDecoder, data: EncodedSplit, batch_size: int,
     for indices in sentence_batches([len(s) + 1 for s in data.src], batch_size):
         batch = make_batch(data, indices).to(device)
         logits = model(batch)
-        total += float(F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(),
-                                       ignore_index=PAD_ID, reduction="sum"))
+        total += float(cross_entropy_sum(logits.flatten(0, 1), batch.tgt_out.flatten(), PAD_ID))
         tokens += batch.num_tgt_tokens
     return total, tokens
 

@@ -11,9 +11,9 @@ The protocol (search never asks which class a model is):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Callable
 
 import torch
 from torch import nn
