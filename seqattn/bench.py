@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from seqattn.config import Config
 from seqattn.data import EncodedSplit, make_batch, train_batches
+from seqattn.errors import UserError
 from seqattn.loss import cross_entropy_sum
 from seqattn.models import build_model
 from seqattn.prepare import prepare
@@ -53,12 +54,17 @@ def _train_step(model, optimizer, batch, precision: str, device: torch.device) -
     optimizer.step()
 
 
+def sentence_lengths(data: EncodedSplit) -> list[int]:
+    """Pieces of the longer side of each pair."""
+    return [max(len(s), len(t)) for s, t in zip(data.src, data.tgt)]
+
+
 def length_halves(data: EncodedSplit, batches: list[list[int]]) -> tuple[int, dict]:
     """The median sentence length (longer side) and the batches wholly at or below it / above it.
 
     Training batches are sorted by length inside pools, so nearly every batch falls in one half.
     """
-    longest = [max(len(s), len(t)) for s, t in zip(data.src, data.tgt)]
+    longest = sentence_lengths(data)
     median = sorted(longest)[len(longest) // 2]
     halves: dict = {"short": [], "long": []}
     for batch in batches:
@@ -84,11 +90,15 @@ def training_speed(config: Config, data: EncodedSplit, vocab: tuple[int, int], b
     extra = {}
     if lengths != "all":
         median, halves = length_halves(data, batches)
-        batches = halves[lengths] or batches
+        if not halves[lengths]:
+            raise UserError(f"--by-length: no training batch lies wholly in the {lengths} half of "
+                            f"the sentences (median {median} pieces)", "--by-length",
+                            "use a corpus with more spread in sentence length, or leave it out")
+        batches = halves[lengths]
+        longest = sentence_lengths(data)
         sentences = sum(len(b) for b in batches)
         extra = {"lengths": lengths, "median_pieces": median,
-                 "mean_pieces": round(sum(max(len(data.src[i]), len(data.tgt[i]))
-                                          for b in batches for i in b) / max(1, sentences), 1)}
+                 "mean_pieces": round(sum(longest[i] for b in batches for i in b) / sentences, 1)}
     batches = (batches * (1 + (warmup + steps) // max(1, len(batches))))[: warmup + steps]
     prepared = [make_batch(data, b).to(device) for b in batches]
     for batch in prepared[:warmup]:

@@ -58,3 +58,18 @@ def test_bench_times_the_fast_decoder_next_to_the_exact_one(tiny_config, tmp_pat
     assert [(r["decoder"], r["beam"]) for r in rows] == [
         ("exact", 1), ("exact", 3), ("shortlist 5/20+int8", 1), ("shortlist 5/20+int8", 3)]
     assert all(r["sentences_per_second"] > 0 for r in rows)
+
+
+def test_by_length_refuses_an_empty_half(tiny_config, tmp_path, toy_corpus):
+    from tests.conftest import toy_pairs, write_jsonl
+
+    # every pair the same length: the "long" half (above the median) holds no batch
+    rows = toy_pairs(200, seed=4, min_len=3, max_len=3)
+    for split in ("train", "validation", "test"):
+        write_jsonl(toy_corpus / f"{split}.jsonl", rows)
+    result = CliRunner().invoke(app, [
+        "bench", str(tiny_config("b")), "--run-dir", str(tmp_path / "run"), "--precision", "fp32",
+        "--batch-tokens", "200", "--beams", "1", "--steps", "1", "--warmup", "1",
+        "--sentences", "4", "--by-length"])
+    assert result.exit_code == 2, result.output
+    assert "no training batch lies wholly in the long half" in result.output
