@@ -79,6 +79,7 @@ class Translator:
                                                  self.tokenizer.tgt_vocab_size)
         load_weights(self.model, state, self.checkpoint)
         self.model.to(self.device).eval()
+        self.num_parameters = self.model.num_parameters()  # of the trained model, before int8
         if self.config.search.precision == "int8":
             if self.device.type != "cpu":
                 raise UserError("search.precision=int8 runs on the CPU only",

@@ -158,3 +158,17 @@ def test_a_frozen_token_table_gives_the_same_steps(model):
     frozen.train()  # teacher forcing never uses the table: it has no token ids to look up
     batch_logits, _ = frozen.teacher_forced(src, lengths, src)
     assert batch_logits.requires_grad
+
+
+def test_evaluate_records_the_fast_decoder(trained_run, tmp_path):
+    from seqattn.evaluate import evaluate
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    exact = evaluate(run_dir)
+    fast = evaluate(run_dir, overrides=["search.shortlist=5", "search.precision=int8"])
+    assert exact["decoder"] == {"shortlist": 0, "shortlist_per_source": 20, "precision": "fp32"}
+    assert fast["decoder"] == {"shortlist": 5, "shortlist_per_source": 20, "precision": "int8"}
+    assert fast["parameters"] == exact["parameters"]  # the trained model's, not the int8 copy's
+    assert fast["ppl"] == pytest.approx(exact["ppl"], rel=0.05)
+    assert abs(fast["bleu"] - exact["bleu"]) < 5
