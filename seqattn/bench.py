@@ -10,7 +10,6 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ from seqattn.errors import UserError
 from seqattn.loss import cross_entropy_sum
 from seqattn.models import build_model
 from seqattn.prepare import prepare
-from seqattn.quantize import quantize_int8
+from seqattn.quantize import model_for_decoding
 from seqattn.search import decode
 from seqattn.shortlist import build_table
 from seqattn.tokenizer import PAD_ID
@@ -59,12 +58,12 @@ def sentence_lengths(data: EncodedSplit) -> list[int]:
     return [max(len(s), len(t)) for s, t in zip(data.src, data.tgt)]
 
 
-def length_halves(data: EncodedSplit, batches: list[list[int]]) -> tuple[int, dict]:
-    """The median sentence length (longer side) and the batches wholly at or below it / above it.
+def length_halves(longest: list[int], batches: list[list[int]]) -> tuple[int, dict]:
+    """The median of `longest` (see sentence_lengths) and the batches wholly at or below it /
+    above it.
 
     Training batches are sorted by length inside pools, so nearly every batch falls in one half.
     """
-    longest = sentence_lengths(data)
     median = sorted(longest)[len(longest) // 2]
     halves: dict = {"short": [], "long": []}
     for batch in batches:
@@ -89,13 +88,13 @@ def training_speed(config: Config, data: EncodedSplit, vocab: tuple[int, int], b
     batches = train_batches(data, batch_tokens, config.train.seed, 0)
     extra = {}
     if lengths != "all":
-        median, halves = length_halves(data, batches)
+        longest = sentence_lengths(data)
+        median, halves = length_halves(longest, batches)
         if not halves[lengths]:
             raise UserError(f"--by-length: no training batch lies wholly in the {lengths} half of "
                             f"the sentences (median {median} pieces)", "--by-length",
                             "use a corpus with more spread in sentence length, or leave it out")
         batches = halves[lengths]
-        longest = sentence_lengths(data)
         sentences = sum(len(b) for b in batches)
         extra = {"lengths": lengths, "median_pieces": median,
                  "mean_pieces": round(sum(longest[i] for b in batches for i in b) / sentences, 1)}
@@ -138,22 +137,21 @@ def decoding_speed(model, data: EncodedSplit, config: Config, beam: int,
             "sentences_per_second": round(len(data.src) / seconds, 2)}
 
 
-def decoders(model, config: Config, prepared) -> list[tuple[str, object, object]]:
+def decoders(model, config: Config, prepared, device: torch.device
+             ) -> list[tuple[str, object, object]]:
     """(label, model, shortlist): exact fp32 search, and the config's fast path when it sets one."""
     search = config.search
     found = [("exact", model, None)]
     if search.shortlist > 0 or search.precision == "int8":
-        fast_model = quantize_int8(model) if search.precision == "int8" else model
-        shortlist = None
+        shortlist, parts = None, [search.precision]
         if search.shortlist > 0:
             tokenizer = prepared.tokenizer
-            table = build_table(prepared.train.src, prepared.train.tgt, tokenizer.src_vocab_size,
-                                tokenizer.tgt_vocab_size, "bench")
-            shortlist = partial(table.candidates, frequent=search.shortlist,
-                                per_source=search.shortlist_per_source)
-        label = "+".join(([f"shortlist {search.shortlist}/{search.shortlist_per_source}"]
-                          if search.shortlist > 0 else []) + [search.precision])
-        found.append((label, fast_model, shortlist))
+            shortlist = build_table(prepared.train.src, prepared.train.tgt,
+                                    tokenizer.src_vocab_size, tokenizer.tgt_vocab_size,
+                                    "bench").for_search(search)
+            parts.insert(0, f"shortlist {search.shortlist}/{search.shortlist_per_source}")
+        found.append(("+".join(parts), model_for_decoding(model, search.precision, device),
+                      shortlist))
     return found
 
 
@@ -203,7 +201,7 @@ def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions
         model.load_state_dict(load_checkpoint(checkpoint)["model"])
         report["decoding_checkpoint"] = str(checkpoint)
     sample = EncodedSplit(prepared.valid.src[:sentences], prepared.valid.tgt[:sentences], [], [])
-    for label, decoder, shortlist in decoders(model, config, prepared):
+    for label, decoder, shortlist in decoders(model, config, prepared, device):
         for beam in beams:
             result = decoding_speed(decoder, sample, config, beam, device, shortlist, label)
             report["decoding"].append(result)

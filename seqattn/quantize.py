@@ -73,3 +73,13 @@ def quantize_int8(model: nn.Module) -> nn.Module:
                 setattr(module, name, Int8Linear(child))
     model.generator.use_int8()
     return model
+
+
+def model_for_decoding(model: nn.Module, precision: str, device) -> nn.Module:
+    """The model as `search.precision` asks: itself for fp32, an int8 copy (CPU only) for int8."""
+    if precision != "int8":
+        return model
+    if device.type != "cpu":
+        raise UserError("search.precision=int8 runs on the CPU only", f"device {device}",
+                        "use --device cpu or search.precision=fp32")
+    return quantize_int8(model)

@@ -14,7 +14,9 @@ The table is built once from the run's training split and kept in `RUN_DIR/short
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,11 @@ class LexicalTable:
                  torch.tensor([EOS_ID, UNK_ID])]
         ids = torch.cat(parts).unique()  # sorted
         return ids[(ids != PAD_ID) & (ids != BOS_ID) & (ids >= 0)].to(src.device)
+
+    def for_search(self, search) -> Callable[[torch.Tensor], torch.Tensor]:
+        """`candidates` with the sizes of a SearchConfig: what `decode(shortlist=...)` takes."""
+        return partial(self.candidates, frequent=search.shortlist,
+                       per_source=search.shortlist_per_source)
 
 
 def build_table(src: list[np.ndarray], tgt: list[np.ndarray], src_vocab: int, tgt_vocab: int,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from seqattn.checkpoint import load_checkpoint
 from seqattn.config import Config, apply_overrides, config_from_dict, read_yaml
 from seqattn.errors import UserError
 from seqattn.models import EncoderDecoder, build_model
-from seqattn.quantize import quantize_int8
+from seqattn.quantize import model_for_decoding
 from seqattn.search import decode
 from seqattn.shortlist import load_or_build
 from seqattn.tokenizer import Tokenizer
@@ -80,19 +79,13 @@ class Translator:
         load_weights(self.model, state, self.checkpoint)
         self.model.to(self.device).eval()
         self.num_parameters = self.model.num_parameters()  # of the trained model, before int8
-        if self.config.search.precision == "int8":
-            if self.device.type != "cpu":
-                raise UserError("search.precision=int8 runs on the CPU only",
-                                f"device {self.device}", "use --device cpu or search.precision=fp32")
-            self.model = quantize_int8(self.model)
+        search = self.config.search
+        self.model = model_for_decoding(self.model, search.precision, self.device)
         self.max_source_pieces = self.config.data.max_length
         self.warned_long = False
         self.shortlist = None  # batch source ids -> the target ids it may output
-        search = self.config.search
         if search.shortlist > 0:
-            table = load_or_build(self.run_dir, self.config, self.tokenizer)
-            self.shortlist = partial(table.candidates, frequent=search.shortlist,
-                                     per_source=search.shortlist_per_source)
+            self.shortlist = load_or_build(self.run_dir, self.config, self.tokenizer).for_search(search)
 
     def translate(self, sentences: list[str], beam: int | None = None, nbest: int = 1,
                   batch_size: int | None = None, attention: bool = True,

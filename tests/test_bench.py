@@ -31,12 +31,12 @@ def test_bench_reports_training_decoding_flops_and_memory(tiny_config, tmp_path)
 
 
 def test_length_halves_split_at_the_median():
-    from seqattn.bench import length_halves
+    from seqattn.bench import length_halves, sentence_lengths
     from seqattn.data import EncodedSplit
 
     src = [[5] * n for n in (2, 3, 4, 9, 10, 11)]
     data = EncodedSplit(src, [[5] * n for n in (2, 3, 4, 9, 10, 11)], [], [])
-    median, halves = length_halves(data, [[0, 1], [2], [4, 5], [3, 4], [2, 5]])
+    median, halves = length_halves(sentence_lengths(data), [[0, 1], [2], [4, 5], [3, 4], [2, 5]])
     assert median == 9  # a batch across the median ([3, 4]: 9 and 10 pieces) is in neither half
     assert halves == {"short": [[0, 1], [2]], "long": [[4, 5]]}
 

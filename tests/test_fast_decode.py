@@ -172,3 +172,11 @@ def test_evaluate_records_the_fast_decoder(trained_run, tmp_path):
     assert fast["parameters"] == exact["parameters"]  # the trained model's, not the int8 copy's
     assert fast["ppl"] == pytest.approx(exact["ppl"], rel=0.05)
     assert abs(fast["bleu"] - exact["bleu"]) < 5
+
+
+def test_int8_is_refused_off_the_cpu(model):
+    from seqattn.quantize import model_for_decoding
+
+    assert model_for_decoding(model, "fp32", torch.device("cuda")) is model
+    with pytest.raises(UserError, match="CPU only"):
+        model_for_decoding(model, "int8", torch.device("cuda"))
