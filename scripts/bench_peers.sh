@@ -24,8 +24,8 @@ The benchmark of shared/bench/PROTOCOL.md, one toolkit after another (never two 
 Each toolkit trains under /usr/bin/time -v (wall clock, peak RSS) and then translates
 the test set greedy and with beam 5 (whole command timed); seqattn also with its fast path
 (seqattn-fast: --set search.shortlist=500 --set search.precision=int8) and OpenNMT-py also
-at batch 64 (opennmt-b64: the batch size of seqattn and JoeyNMT; its default is 30). Takes about 45 minutes with
-the default budget: run it on an otherwise idle machine.
+at batch 64 (opennmt-b64: the batch size of seqattn and JoeyNMT; its default is 30).
+Takes about 45 minutes with the default budget: run it on an otherwise idle machine.
 
   --work DIR          work folder [default: bench_out]
   --data DIR          Multi30k JSON-lines folder [default: ../shared/data/multi30k]
