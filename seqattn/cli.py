@@ -169,6 +169,23 @@ def translate(run_dir: RunDirArg, input_file: InputArg = None, beam: BeamOpt = N
                 errors, checkpoint, set_)
 
 
+@app.command()
+def average(run_dir: RunDirArg,
+            last: Annotated[int, typer.Option(help="How many of the newest step checkpoints.")] = 5,
+            output: Annotated[str, typer.Option(
+                help="File name in RUN_DIR/checkpoints, or a path.")] = "averaged.pt") -> None:
+    """Average the run's last step checkpoints (train.keep_last) into one model."""
+    from seqattn.average import average_run
+
+    def job():
+        target, chosen = average_run(run_dir, last, output)
+        _say(f"averaged {len(chosen)} checkpoints ({chosen[0].name} .. {chosen[-1].name}) into "
+             f"{target}; use it with --checkpoint {target.name}")
+        typer.echo(str(target))
+
+    run_command(job)
+
+
 def _int_list(text: str, option: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]

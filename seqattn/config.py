@@ -88,6 +88,7 @@ class TrainConfig:
     log_every: int = 50
     valid_every: int = 500
     save_every: int = 100
+    keep_last: int = 0  # also keep the last N saves' weights (stepNNNNNNN.pt) for `seqattn average`
     max_bad_steps: int = 10  # consecutive NaN/inf losses before the run is declared diverged
     num_threads: int = 0  # torch CPU threads; 0 = torch's default (all cores)
     samples: int = 3  # sample translations printed at each validation
@@ -131,7 +132,7 @@ _NON_NEGATIVE = {
     "model.dropout", "model.attention_size", "train.weight_decay", "train.clip_norm",
     "train.label_smoothing", "train.warmup_steps", "train.min_lr", "train.num_threads",
     "train.samples", "search.length_penalty", "search.max_length_offset", "train.seed",
-    "search.shortlist",
+    "search.shortlist", "train.keep_last",
 }
 _AT_MOST_ONE = {"model.dropout", "train.label_smoothing", "train.teacher_forcing",
                 "tokenizer.character_coverage", "train.plateau_factor"}

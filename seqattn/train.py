@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from seqattn.average import prune_step_checkpoints, step_file
 from seqattn.checkpoint import atomic_write_text, check_can_create_dir, load_checkpoint, save_checkpoint
 from seqattn.config import Config, config_from_dict, config_to_dict, save_config
 from seqattn.data import Batch, EncodedSplit, make_batch, sentence_batches, train_batches
@@ -238,8 +239,12 @@ class Trainer:
         return payload
 
     def save(self, name: str) -> None:
-        save_checkpoint(self.payload(full=name == "last.pt"),
-                        self.run_dir / "checkpoints" / name)
+        folder = self.run_dir / "checkpoints"
+        keep = self.config.train.keep_last
+        if name == "last.pt" and keep > 0 and self.progress.step > 0:
+            save_checkpoint(self.payload(full=False), folder / step_file(self.progress.step))
+            prune_step_checkpoints(folder, keep)
+        save_checkpoint(self.payload(full=name == "last.pt"), folder / name)
 
     def restore(self, path: Path) -> None:
         state = load_checkpoint(path)

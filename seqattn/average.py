@@ -1,0 +1,83 @@
+"""`seqattn average`: the mean of a run's last checkpoints, one model that is often better than each.
+
+With `train.keep_last: N` the trainer keeps the weights of its last N saves (every
+`train.save_every` steps) as `checkpoints/stepNNNNNNN.pt`. Averaging them (Vaswani et al. 2017;
+fairseq's and OpenNMT's `average_models`) smooths the noise of the last updates. Only floating
+point tensors are averaged; everything else is the newest checkpoint's.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from seqattn.checkpoint import load_checkpoint, save_checkpoint
+from seqattn.errors import UserError
+
+STEP_FILE = re.compile(r"^step(\d+)\.pt$")
+
+
+def step_file(step: int) -> str:
+    return f"step{step:07d}.pt"
+
+
+def step_checkpoints(folder: Path) -> list[Path]:
+    """The run's kept step checkpoints, oldest first."""
+    found = [(int(m.group(1)), path) for path in Path(folder).glob("step*.pt")
+             if (m := STEP_FILE.match(path.name))]
+    return [path for _, path in sorted(found)]
+
+
+def prune_step_checkpoints(folder: Path, keep: int) -> None:
+    for path in step_checkpoints(folder)[:-keep] if keep > 0 else step_checkpoints(folder):
+        path.unlink(missing_ok=True)
+
+
+def average_payloads(paths: list[Path]) -> dict:
+    """Mean of the models in `paths` (all from one run: same config, vocabulary and shapes)."""
+    newest = load_checkpoint(paths[-1])
+    reference = newest["model"]
+    sums = {k: v.to(torch.float64) for k, v in reference.items() if v.is_floating_point()}
+    for path in paths[:-1]:
+        state = load_checkpoint(path)
+        if state.get("config", {}).get("model") != newest.get("config", {}).get("model") \
+                or state.get("vocab") != newest.get("vocab"):
+            raise UserError("checkpoints come from different models or vocabularies", str(path),
+                            "average checkpoints of one run only")
+        model = state["model"]
+        if model.keys() != reference.keys() or any(
+                model[k].shape != reference[k].shape for k in reference):
+            raise UserError("checkpoint's tensors differ from the newest one's", str(path),
+                            "average checkpoints of one run only")
+        for key in sums:
+            sums[key] += model[key].to(torch.float64)
+    averaged = {k: (sums[k] / len(paths)).to(v.dtype) if k in sums else v
+                for k, v in reference.items()}
+    payload = {k: v for k, v in newest.items() if k not in ("optimizer", "schedule", "rng")}
+    payload["model"] = averaged
+    payload["averaged_from"] = [path.name for path in paths]
+    return payload
+
+
+def average_run(run_dir: Path, last: int, output: str = "averaged.pt") -> tuple[Path, list[Path]]:
+    """Average the run's `last` newest step checkpoints into checkpoints/`output`."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        raise UserError("run dir has no checkpoints", str(folder), "train the model first")
+    if last < 2:
+        raise UserError(f"--last {last}: averaging needs at least 2 checkpoints", "--last",
+                        "use --last 2 or more")
+    found = step_checkpoints(folder)
+    if len(found) < last:
+        raise UserError(f"--last {last}, but the run kept {len(found)} step checkpoints",
+                        str(folder), "train with --set train.keep_last=N (N >= --last), or lower "
+                        "--last")
+    target = Path(output) if Path(output).is_absolute() or "/" in output else folder / output
+    if STEP_FILE.match(target.name) or target.name in ("last.pt", "best.pt"):
+        raise UserError(f"--output {output} would replace a training checkpoint", "--output",
+                        "choose another name, e.g. averaged.pt")
+    chosen = found[-last:]
+    save_checkpoint(average_payloads(chosen), target)
+    return target, chosen
