@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from seqattn.config import Config
 from seqattn.data import EncodedSplit, make_batch, train_batches
 from seqattn.errors import UserError
-from seqattn.loss import cross_entropy_sum
+from seqattn.loss import teacher_forced_loss
 from seqattn.models import build_model
 from seqattn.prepare import prepare
 from seqattn.quantize import model_for_decoding
@@ -44,9 +44,7 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) 
 
 def _train_step(model, optimizer, batch, precision: str, device: torch.device) -> None:
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        logits = model(batch)
-        loss = cross_entropy_sum(logits.flatten(0, 1), batch.tgt_out.flatten(),
-                                 PAD_ID) / batch.num_tgt_tokens
+        loss = teacher_forced_loss(model, batch, PAD_ID) / batch.num_tgt_tokens
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

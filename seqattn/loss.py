@@ -15,6 +15,7 @@ writes the gradient once backward (a row-wise softmax, then the per-row scale an
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
@@ -48,3 +49,89 @@ def cross_entropy_sum(logits: torch.Tensor, target: torch.Tensor, ignore_index: 
                       smoothing: float = 0.0) -> torch.Tensor:
     """logits [N, V] (float32), target [N] -> summed loss over targets != ignore_index."""
     return _SmoothedCrossEntropy.apply(logits.float(), target, float(smoothing), ignore_index)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """The output layer and the loss in one pass over row chunks; the [N, V] logits never exist.
+
+    For each chunk of rows: logits = x W^T + b, the loss, and at once the gradient of the summed
+    loss with respect to those logits (softmax minus the smoothed targets), which the chunk's
+    matrix products turn into the gradients of x, W and b. The library path writes and reads
+    [N, V] logits, their gradient and the softmax across forward and backward; here each chunk
+    is a few passes over one buffer. The gradients are computed for an upstream gradient of 1
+    and scaled in backward (the loss is a scalar). Memory: one chunk of logits, not N rows.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, target, smoothing: float, ignore_index: int, rows: int):
+        needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
+        vocab = weight.size(0)
+        autocast = torch.is_autocast_enabled(x.device.type)
+        grad_x = torch.empty_like(x) if needs_x else None
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if needs_w else None
+        grad_b = torch.zeros(vocab, dtype=torch.float32, device=x.device) if needs_b else None
+        total = torch.zeros((), dtype=torch.float32, device=x.device)
+        for start in range(0, x.size(0), rows):
+            xs, ys = x[start:start + rows], target[start:start + rows]
+            keep = ys != ignore_index
+            safe = ys.masked_fill(~keep, 0)
+            z = nn.functional.linear(xs, weight, bias).float()  # [c, V]
+            z.sub_(z.amax(dim=-1, keepdim=True))  # shifted: the loss and softmax are unchanged
+            z_y = z.gather(1, safe[:, None]).squeeze(1)
+            z_mean = z.mean(dim=-1) if smoothing > 0 else None
+            log_sum = z.exp_().sum(dim=-1).log()  # z now holds exp(z - max)
+            per_token = log_sum - z_y
+            if smoothing > 0:
+                per_token = (1 - smoothing) * per_token + smoothing * (log_sum - z_mean)
+            total += (per_token * keep).sum()
+            if not (needs_x or needs_w or needs_b):
+                continue
+            g = z.mul_(torch.exp(-log_sum)[:, None])  # softmax
+            if smoothing > 0:
+                g.sub_(smoothing / vocab)
+            g.scatter_add_(1, safe[:, None], g.new_full((len(ys), 1), -(1 - smoothing)))
+            pad_rows = (~keep).nonzero().squeeze(1)
+            if len(pad_rows):
+                g.index_fill_(0, pad_rows, 0.0)
+            if needs_x:
+                grad_x[start:start + rows] = torch.mm(g.to(xs.dtype) if not autocast else g,
+                                                      weight).to(x.dtype)
+            if needs_w:
+                if autocast or xs.dtype != grad_w.dtype:
+                    grad_w.add_(torch.mm(g.t(), xs).float())
+                else:
+                    grad_w.addmm_(g.t(), xs)
+            if needs_b:
+                grad_b.add_(g.sum(dim=0))
+        # Intermediates, not inputs: kept on ctx (no double backward through a loss).
+        ctx.grads = (grad_x, grad_w, grad_b)
+        ctx.dtypes = (x.dtype, weight.dtype, bias.dtype if bias is not None else None)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grads = [None if g is None else (g * grad).to(dtype)
+                 for g, dtype in zip(ctx.grads, ctx.dtypes)]
+        ctx.grads = None
+        return (*grads, None, None, None, None)
+
+
+def linear_cross_entropy_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                             target: torch.Tensor, ignore_index: int, smoothing: float = 0.0,
+                             rows: int | None = None) -> torch.Tensor:
+    """`cross_entropy_sum(x @ weight.T + bias, ...)` without materialising the logits.
+
+    x [N, D], weight [V, D], bias [V] or None, target [N]. `rows` per chunk defaults to about
+    16 MiB of float32 logits (measured: 128 to 2,048 rows of 8,000 logits differ by ~10%).
+    """
+    rows = rows or max(16, (1 << 22) // weight.size(0))
+    return _LinearCrossEntropy.apply(x, weight, bias, target, float(smoothing), ignore_index, rows)
+
+
+def teacher_forced_loss(model, batch, ignore_index: int, smoothing: float = 0.0) -> torch.Tensor:
+    """Summed loss of a teacher-forced batch, the model's output layer fused with the loss."""
+    with model.generator.deferred():
+        features = model(batch)  # [B, T, D]
+    weight, bias = model.generator.output_weights()
+    return linear_cross_entropy_sum(features.flatten(0, 1), weight, bias,
+                                    batch.tgt_out.flatten(), ignore_index, smoothing)

@@ -25,7 +25,7 @@ from seqattn.checkpoint import atomic_write_text, check_can_create_dir, load_che
 from seqattn.config import Config, config_from_dict, config_to_dict, save_config
 from seqattn.data import Batch, EncodedSplit, make_batch, sentence_batches, train_batches
 from seqattn.errors import Interrupted, RunFailed, UserError
-from seqattn.loss import cross_entropy_sum
+from seqattn.loss import cross_entropy_sum, teacher_forced_loss
 from seqattn.metrics import corpus_scores
 from seqattn.models import EncoderDecoder, build_model
 from seqattn.prepare import Prepared, describe, prepare
@@ -295,10 +295,10 @@ class Trainer:
         cfg = self.config.train
         if cfg.teacher_forcing < 1.0:
             logits = scheduled_sampling_logits(self.model, batch, cfg.teacher_forcing)
+            loss = cross_entropy_sum(logits.flatten(0, 1), batch.tgt_out.flatten(), PAD_ID,
+                                     cfg.label_smoothing)
         else:
-            logits = self.model(batch)  # [B, T, V]
-        loss = cross_entropy_sum(logits.flatten(0, 1), batch.tgt_out.flatten(), PAD_ID,
-                                 cfg.label_smoothing)
+            loss = teacher_forced_loss(self.model, batch, PAD_ID, cfg.label_smoothing)
         return loss, batch.num_tgt_tokens
 
     def _train_step(self, batch: Batch) -> float | None:

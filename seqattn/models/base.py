@@ -5,6 +5,8 @@ The protocol (search never asks which class a model is):
 - `step(prev_tokens, state) -> (log_probs, state)`; `state.attention` holds the step's weights
   (`[B, S]`) for attention models and None otherwise
 - `forward(batch) -> logits` (teacher forcing, all steps at once where the model allows)
+- `generator.deferred()`: a context in which `forward` returns the vectors the output matrix
+  multiplies (`generator.output_weights()`), so training can fuse that product with the loss
 - `generator.restricted_to(ids)`: a context in which `step` scores only the target ids `ids`
   (log-probabilities normalised over them: a shortlist)
 """
@@ -115,6 +117,7 @@ class Generator(nn.Module):
                 tied.weight.normal_(0.0, emb ** -0.5)
                 if tied.padding_idx is not None:
                     tied.weight[tied.padding_idx].zero_()
+        self.deferring = False  # see `deferred`
         self.subset = None  # the output product over a shortlist, see `restricted_to`
         self.int8 = False  # set by seqattn.quantize for int8 inference
         self.full = None  # int8: the packed product over the whole vocabulary (tied weights)
@@ -140,6 +143,16 @@ class Generator(nn.Module):
             self.full = self._product(*self.output_weights())
 
     @contextmanager
+    def deferred(self):
+        """Inside the block, forward stops before the vocabulary product: it returns the vectors
+        that `output_weights` multiplies, for a loss that fuses that product (seqattn/loss.py)."""
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+
+    @contextmanager
     def restricted_to(self, ids: torch.Tensor):
         """Inside the block, logits cover only the target ids `ids` ([C], in that order)."""
         weight, bias = self.output_weights()
@@ -152,6 +165,8 @@ class Generator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.tied is not None and self.proj is not None:
             x = self.proj(x)  # to the embedding size first
+        if self.deferring:
+            return x
         if self.subset is not None:
             return self.subset(x)
         if self.tied is None:
