@@ -35,15 +35,18 @@ test_split() {
 }
 
 # evaluate writes eval/<split>.json for its last call only, so each beam's report and
-# hypotheses are copied to eval/<split>.beam<N>.json and eval/<split>.beam<N>.hyp.txt.
+# hypotheses are copied to eval/<split>[.TAG].beam<N>.json and eval/<split>[.TAG].beam<N>.hyp.txt.
+# Usage: evaluate_greedy_and_beam RUN_DIR [CHECKPOINT TAG]  (default: best.pt, no tag)
 evaluate_greedy_and_beam() {
-    local run_dir=$1
+    local run_dir=$1 checkpoint=${2:-} tag=${3:+.$3}
     local split beam
+    local pick=()
+    [[ -z $checkpoint ]] || pick=(--checkpoint "$checkpoint")
     split=$(test_split "$run_dir")
     for beam in 1 5; do
-        echo "== evaluate $run_dir on $split, beam $beam" >&2
-        seqattn evaluate "$run_dir" --split "$split" --beam "$beam" \
-            --output "$run_dir/eval/$split.beam$beam.hyp.txt"
-        cp "$run_dir/eval/$split.json" "$run_dir/eval/$split.beam$beam.json"
+        echo "== evaluate $run_dir${checkpoint:+ ($checkpoint)} on $split, beam $beam" >&2
+        seqattn evaluate "$run_dir" --split "$split" --beam "$beam" ${pick[@]+"${pick[@]}"} \
+            --output "$run_dir/eval/$split$tag.beam$beam.hyp.txt"
+        cp "$run_dir/eval/$split.json" "$run_dir/eval/$split$tag.beam$beam.json"
     done
 }

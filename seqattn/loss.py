@@ -66,7 +66,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, x, weight, bias, target, smoothing: float, ignore_index: int, rows: int):
         needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
         vocab = weight.size(0)
-        autocast = torch.is_autocast_enabled(x.device.type)
+        # float32 without autocast (the CPU default): products write into one reused buffer
+        # (a fresh 16 MiB tensor per chunk costs page faults); otherwise autocast picks dtypes.
+        plain = not torch.is_autocast_enabled(x.device.type) and \
+            x.dtype == weight.dtype == torch.float32
+        buffer = x.new_empty(min(rows, x.size(0)), vocab) if plain else None
         grad_x = torch.empty_like(x) if needs_x else None
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if needs_w else None
         grad_b = torch.zeros(vocab, dtype=torch.float32, device=x.device) if needs_b else None
@@ -75,7 +79,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
             xs, ys = x[start:start + rows], target[start:start + rows]
             keep = ys != ignore_index
             safe = ys.masked_fill(~keep, 0)
-            z = nn.functional.linear(xs, weight, bias).float()  # [c, V]
+            if plain:
+                z = torch.mm(xs, weight.t(), out=buffer[:len(xs)])  # [c, V]
+                if bias is not None:
+                    z.add_(bias)
+            else:
+                z = nn.functional.linear(xs, weight, bias).float()
             z.sub_(z.amax(dim=-1, keepdim=True))  # shifted: the loss and softmax are unchanged
             z_y = z.gather(1, safe[:, None]).squeeze(1)
             z_mean = z.mean(dim=-1) if smoothing > 0 else None
@@ -94,13 +103,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if len(pad_rows):
                 g.index_fill_(0, pad_rows, 0.0)
             if needs_x:
-                grad_x[start:start + rows] = torch.mm(g.to(xs.dtype) if not autocast else g,
-                                                      weight).to(x.dtype)
-            if needs_w:
-                if autocast or xs.dtype != grad_w.dtype:
-                    grad_w.add_(torch.mm(g.t(), xs).float())
+                if plain:
+                    torch.mm(g, weight, out=grad_x[start:start + rows])
                 else:
+                    grad_x[start:start + rows] = torch.mm(g.to(weight.dtype), weight).to(x.dtype)
+            if needs_w:
+                if plain:
                     grad_w.addmm_(g.t(), xs)
+                else:
+                    grad_w.add_(torch.mm(g.t().to(xs.dtype), xs).float())
             if needs_b:
                 grad_b.add_(g.sum(dim=0))
         # Intermediates, not inputs: kept on ctx (no double backward through a loss).

@@ -66,6 +66,23 @@ def test_linear_loss_matches_the_two_step_path(smoothing, bias, rows):
     assert ours_grads[0][::5].abs().max() == 0  # padding rows send nothing back
 
 
+def test_linear_loss_under_bf16_autocast_is_close():
+    x, weight, b, target = _linear_inputs(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = linear_cross_entropy_sum(x, weight, b, target, 0, 0.1, rows=8)
+    ours.backward()
+    grads = [t.grad.clone() for t in (x, weight, b)]
+    for t in (x, weight, b):
+        t.grad = None
+    reference = F.cross_entropy(F.linear(x, weight, b), target, ignore_index=0,
+                                label_smoothing=0.1, reduction="sum")
+    reference.backward()
+    assert grads[0].dtype == grads[1].dtype == torch.float32
+    torch.testing.assert_close(ours, reference, rtol=0.02, atol=0.05)
+    for mine, theirs in zip(grads, [t.grad for t in (x, weight, b)]):
+        torch.testing.assert_close(mine, theirs, rtol=0.05, atol=0.02)
+
+
 def test_linear_loss_without_gradients_gives_the_value_only():
     x, weight, b, target = _linear_inputs(True)
     with torch.no_grad():

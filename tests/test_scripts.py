@@ -207,3 +207,26 @@ def test_train_sh_trains_and_keeps_greedy_and_beam_5(tiny_config, tmp_path):
         assert report["beam"] == beam and report["sentences"] == 40
         hyps = (run_dir / "eval" / f"test.beam{beam}.hyp.txt").read_text().split("\n")
         assert len(hyps) == 41  # 40 lines and the final newline
+
+
+def test_train_sh_average_keeps_averages_and_scores_the_mean(tiny_config, tmp_path):
+    config = tiny_config(train={"max_steps": 12, "valid_every": 100, "save_every": 3})
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(ROOT))
+    run_dir = tmp_path / "run"
+    result = subprocess.run(["bash", str(SCRIPTS / "train.sh"), str(config), "--run-dir",
+                             str(run_dir), "--average", "3"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    kept = sorted(p.name for p in (run_dir / "checkpoints").glob("step*.pt"))
+    assert kept == ["step0000006.pt", "step0000009.pt", "step0000012.pt"]
+    for beam in (1, 5):
+        plain = json.loads((run_dir / "eval" / f"test.beam{beam}.json").read_text())
+        mean = json.loads((run_dir / "eval" / f"test.avg3.beam{beam}.json").read_text())
+        assert plain["checkpoint"].endswith("best.pt")
+        assert mean["checkpoint"].endswith("averaged3.pt") and mean["beam"] == beam
+
+
+@pytest.mark.parametrize("value", ["1", "x"])
+def test_train_sh_average_needs_two_or_more(tiny_config, tmp_path, value):
+    result = bash(str(SCRIPTS / "train.sh"), str(tiny_config()), "--average", value)
+    assert result.returncode == 2 and "--average needs a number of at least 2" in result.stderr
