@@ -31,7 +31,8 @@ def step_checkpoints(folder: Path) -> list[Path]:
 
 
 def prune_step_checkpoints(folder: Path, keep: int) -> None:
-    for path in step_checkpoints(folder)[:-keep] if keep > 0 else step_checkpoints(folder):
+    """Delete all but the `keep` (>= 1) newest step checkpoints."""
+    for path in step_checkpoints(folder)[:-keep]:
         path.unlink(missing_ok=True)
 
 

@@ -8,8 +8,8 @@ label_smoothing=eps, reduction="sum")`: per real target token,
 
 The logits of a batch are the largest tensor of training ([tokens, V], V = 8,000 here). The
 library path materialises log-probabilities, a zero-filled gradient for them and a log-softmax
-backward; this one reads the logits once forward (logsumexp; the mean too with smoothing) and
-writes the gradient once backward (a row-wise softmax, then the per-row scale and the targets).
+backward; here one buffer per block of rows holds the shifted logits, then their exponentials,
+then the gradient (`_rows_loss`), computed in the forward pass and scaled in backward.
 """
 
 from __future__ import annotations
@@ -18,30 +18,42 @@ import torch
 from torch import nn
 
 
+def _rows_loss(z: torch.Tensor, target: torch.Tensor, ignore_index: int, smoothing: float,
+               with_grad: bool) -> torch.Tensor:
+    """Summed smoothed loss of the logit rows `z` (float32, overwritten); with `with_grad`, `z`
+    ends as the gradient of that sum with respect to the logits (zero on padding rows)."""
+    keep = target != ignore_index
+    safe = target.masked_fill(~keep, 0)  # any valid index; those rows are weighted 0
+    z.sub_(z.amax(dim=-1, keepdim=True))  # shifted: the loss and softmax are unchanged
+    z_y = z.gather(1, safe[:, None]).squeeze(1)
+    z_mean = z.mean(dim=-1) if smoothing > 0 else None
+    log_sum = z.exp_().sum(dim=-1).log()  # z now holds exp(z - max)
+    per_token = log_sum - z_y
+    if smoothing > 0:
+        per_token = (1 - smoothing) * per_token + smoothing * (log_sum - z_mean)
+    if with_grad:
+        z.mul_(torch.exp(-log_sum)[:, None])  # softmax
+        if smoothing > 0:
+            z.sub_(smoothing / z.size(1))
+        z.scatter_add_(1, safe[:, None], z.new_full((len(target), 1), -(1 - smoothing)))
+        pad_rows = (~keep).nonzero().squeeze(1)
+        if len(pad_rows):
+            z.index_fill_(0, pad_rows, 0.0)
+    return (per_token * keep).sum()
+
+
 class _SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: torch.Tensor, target: torch.Tensor, smoothing: float,
                 ignore_index: int) -> torch.Tensor:
-        keep = target != ignore_index
-        safe = target.masked_fill(~keep, 0)  # any valid index; those rows are weighted 0
-        lse = torch.logsumexp(logits, dim=-1)  # [N]
-        per_token = lse - logits.gather(1, safe[:, None]).squeeze(1)
-        if smoothing > 0:
-            per_token = (1 - smoothing) * per_token + smoothing * (lse - logits.mean(dim=-1))
-        ctx.save_for_backward(logits, safe, keep)
-        ctx.smoothing = smoothing
-        return (per_token * keep).sum()
+        z = logits.clone()  # becomes the gradient: one [N, V] buffer, as saving the logits was
+        total = _rows_loss(z, target, ignore_index, smoothing, ctx.needs_input_grad[0])
+        ctx.grad_logits = z if ctx.needs_input_grad[0] else None
+        return total
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        logits, safe, keep = ctx.saved_tensors
-        eps = ctx.smoothing
-        scale = (keep.to(logits.dtype) * grad)[:, None]  # [N, 1]: 0 on padding
-        out = torch.softmax(logits, dim=-1)
-        if eps > 0:
-            out.sub_(eps / logits.size(1))
-        out.mul_(scale)
-        out.scatter_add_(1, safe[:, None], -(1 - eps) * scale)
+        out, ctx.grad_logits = ctx.grad_logits.mul_(grad), None
         return out, None, None, None
 
 
@@ -65,6 +77,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, target, smoothing: float, ignore_index: int, rows: int):
         needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
+        any_grad = needs_x or needs_w or needs_b
         vocab = weight.size(0)
         # float32 without autocast (the CPU default): products write into one reused buffer
         # (a fresh 16 MiB tensor per chunk costs page faults); otherwise autocast picks dtypes.
@@ -77,31 +90,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=x.device)
         for start in range(0, x.size(0), rows):
             xs, ys = x[start:start + rows], target[start:start + rows]
-            keep = ys != ignore_index
-            safe = ys.masked_fill(~keep, 0)
             if plain:
                 z = torch.mm(xs, weight.t(), out=buffer[:len(xs)])  # [c, V]
                 if bias is not None:
                     z.add_(bias)
             else:
                 z = nn.functional.linear(xs, weight, bias).float()
-            z.sub_(z.amax(dim=-1, keepdim=True))  # shifted: the loss and softmax are unchanged
-            z_y = z.gather(1, safe[:, None]).squeeze(1)
-            z_mean = z.mean(dim=-1) if smoothing > 0 else None
-            log_sum = z.exp_().sum(dim=-1).log()  # z now holds exp(z - max)
-            per_token = log_sum - z_y
-            if smoothing > 0:
-                per_token = (1 - smoothing) * per_token + smoothing * (log_sum - z_mean)
-            total += (per_token * keep).sum()
-            if not (needs_x or needs_w or needs_b):
-                continue
-            g = z.mul_(torch.exp(-log_sum)[:, None])  # softmax
-            if smoothing > 0:
-                g.sub_(smoothing / vocab)
-            g.scatter_add_(1, safe[:, None], g.new_full((len(ys), 1), -(1 - smoothing)))
-            pad_rows = (~keep).nonzero().squeeze(1)
-            if len(pad_rows):
-                g.index_fill_(0, pad_rows, 0.0)
+            total += _rows_loss(z, ys, ignore_index, smoothing, any_grad)
+            g = z  # now the gradient of the chunk's loss with respect to its logits
             if needs_x:
                 if plain:
                     torch.mm(g, weight, out=grad_x[start:start + rows])
