@@ -20,8 +20,9 @@ from torch import nn
 
 def _rows_loss(z: torch.Tensor, target: torch.Tensor, ignore_index: int, smoothing: float,
                with_grad: bool) -> torch.Tensor:
-    """Summed smoothed loss of the logit rows `z` (float32, overwritten); with `with_grad`, `z`
-    ends as the gradient of that sum with respect to the logits (zero on padding rows)."""
+    """Summed smoothed loss of the logit rows `z` (a scratch copy: overwritten; float32 in the
+    fused path, the logits' own dtype in `cross_entropy_sum`); with `with_grad`, `z` ends as the
+    gradient of that sum with respect to the logits (zero on padding rows)."""
     keep = target != ignore_index
     safe = target.masked_fill(~keep, 0)  # any valid index; those rows are weighted 0
     z.sub_(z.amax(dim=-1, keepdim=True))  # shifted: the loss and softmax are unchanged
