@@ -1,11 +1,13 @@
-"""The README's config reference, generated from seqattn.config so that it cannot drift.
+"""The config reference, docs/config.md, generated from seqattn.config so that it cannot drift.
 
 Keys, types and defaults come from `seqattn.config.iter_keys`; a key's meaning is the trailing
-`# comment` on its dataclass field line, else an entry of MEANINGS below.
+`# comment` on its dataclass field line, else an entry of MEANINGS below. The table goes between
+the two markers START and END of the target file; the prose around them is left alone.
 
-  python scripts/config_reference.py                    print the Markdown table
-  python scripts/config_reference.py --check README.md  exit 1 if README's block differs
-  python scripts/config_reference.py --write README.md  replace README's block
+  python scripts/config_reference.py                  print the Markdown table
+  python scripts/config_reference.py --write          regenerate docs/config.md's table
+  python scripts/config_reference.py --check          exit 1 if docs/config.md's table is stale
+  python scripts/config_reference.py --check FILE     the same for another file with the markers
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import tokenize
 import typing
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install needed
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere, no install needed
 
 from seqattn import config as config_module  # noqa: E402
 
 START = "<!-- config-reference:start -->"
 END = "<!-- config-reference:end -->"
+TARGET = ROOT / "docs" / "config.md"  # what --check and --write handle when given no file
 
 # Meanings of the fields whose line in seqattn/config.py has no trailing comment.
 # A field that gains a comment must leave this table (the comment wins; tests check).
@@ -149,7 +153,7 @@ def stale_meanings() -> list[str]:
     return sorted(k for k in MEANINGS if k not in keys or k in comments)
 
 
-def readme_block(text: str, where: str) -> tuple[int, int]:
+def marked_block(text: str, where: str) -> tuple[int, int]:
     """Start and end offsets of the text between the markers."""
     start, end = text.find(START), text.find(END)
     if start < 0 or end < start:
@@ -162,32 +166,33 @@ def block_text(table: str) -> str:
     return "\n" + table
 
 
-def check(readme: Path) -> int:
-    text = readme.read_text(encoding="utf-8")
-    start, end = readme_block(text, str(readme))
+def check(path: Path) -> int:
+    text = path.read_text(encoding="utf-8")
+    start, end = marked_block(text, str(path))
     expected = block_text(reference_table())
     if text[start:end] == expected:
         return 0
     diff = difflib.unified_diff(text[start:end].splitlines(keepends=True),
-                                expected.splitlines(keepends=True), f"{readme} (now)", "generated")
+                                expected.splitlines(keepends=True), f"{path} (now)", "generated")
     sys.stderr.writelines(diff)
-    print(f"error: the config reference in {readme} is out of date: run "
-          f"python scripts/config_reference.py --write {readme}", file=sys.stderr)
+    print(f"error: the config reference in {path} is out of date: run "
+          f"python scripts/config_reference.py --write {path}", file=sys.stderr)
     return 1
 
 
-def write(readme: Path) -> None:
-    text = readme.read_text(encoding="utf-8")
-    start, end = readme_block(text, str(readme))
-    readme.write_text(text[:start] + block_text(reference_table()) + text[end:], encoding="utf-8")
+def write(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    start, end = marked_block(text, str(path))
+    path.write_text(text[:start] + block_text(reference_table()) + text[end:], encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--check", type=Path, metavar="README",
-                       help="exit 1 if README's block differs from the generated table")
-    group.add_argument("--write", type=Path, metavar="README", help="replace README's block")
+    group.add_argument("--check", type=Path, nargs="?", const=TARGET, metavar="FILE",
+                       help="exit 1 if FILE's table (default docs/config.md) is not the generated one")
+    group.add_argument("--write", type=Path, nargs="?", const=TARGET, metavar="FILE",
+                       help="replace FILE's table (default docs/config.md) by the generated one")
     args = parser.parse_args(argv)
     if args.check:
         return check(args.check)

@@ -1,4 +1,4 @@
-"""The README's config reference is the one generated from seqattn.config: it cannot drift."""
+"""docs/config.md's config reference is the one generated from seqattn.config: it cannot drift."""
 
 from __future__ import annotations
 
@@ -21,12 +21,17 @@ def reference():
     return module
 
 
-def test_readme_block_matches_the_generated_table(reference):
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start, end = reference.readme_block(text, "README.md")
+def test_docs_config_block_matches_the_generated_table(reference):
+    text = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
+    start, end = reference.marked_block(text, "docs/config.md")
     assert text[start:end] == reference.block_text(reference.reference_table()), (
-        "README.md's config reference is out of date: "
-        "run python scripts/config_reference.py --write README.md")
+        "docs/config.md's config reference is out of date: "
+        "run python scripts/config_reference.py --write docs/config.md")
+
+
+def test_write_and_check_default_to_docs_config_md(reference):
+    assert reference.TARGET == ROOT / "docs" / "config.md"
+    assert reference.main(["--check"]) == 0
 
 
 def test_every_config_key_is_in_the_table_with_a_meaning(reference):
@@ -49,21 +54,23 @@ def test_meaning_comes_from_the_field_comment(reference):
     assert rows["tokenizer.joint"][2] == "`true`"
 
 
-def test_check_exits_1_on_a_stale_readme_and_write_fixes_it(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- config-reference:start -->\n| old |\n<!-- config-reference:end -->\n",
-                      encoding="utf-8")
+def test_check_exits_1_on_a_stale_file_and_write_fixes_it(tmp_path):
+    page = tmp_path / "config.md"
+    page.write_text("# x\n<!-- config-reference:start -->\n| old |\n<!-- config-reference:end -->\n"
+                    "after\n", encoding="utf-8")
     run = [sys.executable, str(SCRIPT)]
-    stale = subprocess.run([*run, "--check", str(readme)], capture_output=True, text=True)
+    stale = subprocess.run([*run, "--check", str(page)], capture_output=True, text=True)
     assert stale.returncode == 1 and "out of date" in stale.stderr
-    subprocess.run([*run, "--write", str(readme)], check=True)
-    assert subprocess.run([*run, "--check", str(readme)]).returncode == 0
-    assert readme.read_text(encoding="utf-8").startswith("# x\n<!-- config-reference:start -->\n| key |")
+    subprocess.run([*run, "--write", str(page)], check=True)
+    assert subprocess.run([*run, "--check", str(page)]).returncode == 0
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# x\n<!-- config-reference:start -->\n| key |")
+    assert text.endswith("<!-- config-reference:end -->\nafter\n")
 
 
 def test_check_without_markers_is_an_error(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# no block\n", encoding="utf-8")
-    result = subprocess.run([sys.executable, str(SCRIPT), "--check", str(readme)],
+    page = tmp_path / "config.md"
+    page.write_text("# no block\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, str(SCRIPT), "--check", str(page)],
                             capture_output=True, text=True)
     assert result.returncode != 0 and "config-reference:start" in result.stderr
