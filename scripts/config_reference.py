@@ -41,12 +41,17 @@ MEANINGS = {
     "data.test_split": "split that `seqattn evaluate` scores by default",
     "tokenizer.type": "SentencePiece model type",
     "tokenizer.vocab_size": "pieces per SentencePiece model",
-    "model.kind": "`seq2seq` (no attention), `bahdanau` or `luong`",
-    "model.cell": "recurrent cell of encoder and decoder",
-    "model.embedding_size": "width of the token embeddings",
-    "model.num_layers": "recurrent layers in the encoder and in the decoder",
-    "model.bidirectional": "read the source in both directions",
-    "model.dropout": "dropout probability on embeddings and between layers",
+    "model.kind": "`seq2seq` (no attention), `bahdanau`, `luong` or `transformer`; each reads "
+                  "its own section below (`rnn` + `attention` for the first three)",
+    "model.dropout": "dropout probability on embeddings and between layers (the transformer: "
+                     "also on every residual branch)",
+    "model.rnn.cell": "recurrent cell of encoder and decoder",
+    "model.rnn.num_layers": "recurrent layers in the encoder and in the decoder",
+    "model.rnn.bidirectional": "read the source in both directions",
+    "model.transformer.encoder_layers": "encoder layers (self-attention + feed-forward)",
+    "model.transformer.decoder_layers": "decoder layers (self-attention + cross-attention + "
+                                        "feed-forward)",
+    "model.transformer.activation": "non-linearity of the feed-forward sublayer",
     "train.max_epochs": "stop after this many epochs (null: no limit)",
     "train.max_steps": "stop after this many updates (null: no limit)",
     "train.max_minutes": "stop after this many minutes of training (null: no limit)",
@@ -101,11 +106,20 @@ def field_comments(cls: type) -> dict[str, str]:
 
 
 def all_comments() -> dict[str, str]:
-    comments = {}
+    comments: dict[str, str] = {}
     for section, cls in section_classes().items():
-        for name, comment in field_comments(cls).items():
-            comments[f"{section}.{name}"] = comment
+        _collect_comments(cls, section, comments)
     return comments
+
+
+def _collect_comments(cls: type, prefix: str, comments: dict[str, str]) -> None:
+    """Field comments of `cls` and of the sections nested in it (model.rnn, ...)."""
+    for name, comment in field_comments(cls).items():
+        comments[f"{prefix}.{name}"] = comment
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            _collect_comments(hints[f.name], f"{prefix}.{f.name}", comments)
 
 
 def format_default(value) -> str:

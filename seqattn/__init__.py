@@ -5,11 +5,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def load(run_dir, checkpoint=None, device="auto"):
-    """Load a trained run for translation: `seqattn.load("runs/bahdanau").translate([...])`."""
-    from seqattn.translate import load as _load
+def load(run_dir, checkpoint=None, device="auto", overrides=None):
+    """Load a trained run for translation: `seqattn.load("runs/bahdanau").translate([...])`.
 
-    return _load(run_dir, checkpoint=checkpoint, device=device)
+    `overrides`: `--set` strings for the search settings, e.g. `["search.shortlist=500"]`.
+    """
+    from seqattn.api import load as _load
+
+    return _load(run_dir, checkpoint=checkpoint, device=device, overrides=overrides)
 
 
 def draw_attention(ax, attention, src_pieces, tgt_pieces, title=None):

@@ -8,32 +8,13 @@ point tensors are averaged; everything else is the newest checkpoint's.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 
 from seqattn.checkpoint import load_checkpoint, save_checkpoint
 from seqattn.errors import UserError
-
-STEP_FILE = re.compile(r"^step(\d+)\.pt$")
-
-
-def step_file(step: int) -> str:
-    return f"step{step:07d}.pt"
-
-
-def step_checkpoints(folder: Path) -> list[Path]:
-    """The run's kept step checkpoints, oldest first."""
-    found = [(int(m.group(1)), path) for path in Path(folder).glob("step*.pt")
-             if (m := STEP_FILE.match(path.name))]
-    return [path for _, path in sorted(found)]
-
-
-def prune_step_checkpoints(folder: Path, keep: int) -> None:
-    """Delete all but the `keep` (>= 1) newest step checkpoints."""
-    for path in step_checkpoints(folder)[:-keep]:
-        path.unlink(missing_ok=True)
+from seqattn.rundir import RunDir
 
 
 def average_payloads(paths: list[Path]) -> dict:
@@ -64,19 +45,19 @@ def average_payloads(paths: list[Path]) -> dict:
 
 def average_run(run_dir: Path, last: int, output: str = "averaged.pt") -> tuple[Path, list[Path]]:
     """Average the run's `last` newest step checkpoints into checkpoints/`output`."""
-    folder = Path(run_dir) / "checkpoints"
-    if not folder.is_dir():
-        raise UserError("run dir has no checkpoints", str(folder), "train the model first")
+    run = RunDir(run_dir)
+    if not run.checkpoints.is_dir():
+        raise UserError("run dir has no checkpoints", str(run.checkpoints), "train the model first")
     if last < 2:
         raise UserError(f"--last {last}: averaging needs at least 2 checkpoints", "--last",
                         "use --last 2 or more")
-    found = step_checkpoints(folder)
+    found = run.step_checkpoints()
     if len(found) < last:
         raise UserError(f"--last {last}, but the run kept {len(found)} step checkpoints",
-                        str(folder), "train with --set train.keep_last=N (N >= --last), or lower "
-                        "--last")
-    target = Path(output) if Path(output).is_absolute() or "/" in output else folder / output
-    if STEP_FILE.match(target.name) or target.name in ("last.pt", "best.pt"):
+                        str(run.checkpoints), "train with --set train.keep_last=N (N >= --last), "
+                        "or lower --last")
+    target = Path(output) if Path(output).is_absolute() or "/" in output else run.checkpoint(output)
+    if run.is_training_checkpoint(target):
         raise UserError(f"--output {output} would replace a training checkpoint", "--output",
                         "choose another name, e.g. averaged.pt")
     chosen = found[-last:]

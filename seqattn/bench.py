@@ -15,17 +15,19 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from seqattn.checkpoint import load_checkpoint, load_weights
 from seqattn.config import Config
 from seqattn.data import EncodedSplit, make_batch, train_batches
+from seqattn.device import resolve_device
 from seqattn.errors import UserError
-from seqattn.loss import teacher_forced_loss
 from seqattn.models import build_model
+from seqattn.optim import make_optimizer
 from seqattn.prepare import prepare
 from seqattn.quantize import model_for_decoding
+from seqattn.rundir import RunDir
 from seqattn.search import decode
 from seqattn.shortlist import build_table
-from seqattn.tokenizer import PAD_ID
-from seqattn.train import make_optimizer, resolve_device
+from seqattn.training_step import train_step
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
@@ -40,15 +42,6 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) 
     if device.type == "cuda":
         torch.cuda.synchronize()
     return 2 * 2048 * 512 * 8000 * runs / (time.perf_counter() - started) / 1e9
-
-
-def _train_step(model, optimizer, batch, precision: str, device: torch.device) -> None:
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        loss = teacher_forced_loss(model, batch, PAD_ID) / batch.num_tgt_tokens
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-    optimizer.step()
 
 
 def sentence_lengths(data: EncodedSplit) -> list[int]:
@@ -98,16 +91,19 @@ def training_speed(config: Config, data: EncodedSplit, vocab: tuple[int, int], b
                  "mean_pieces": round(sum(longest[i] for b in batches for i in b) / sentences, 1)}
     batches = (batches * (1 + (warmup + steps) // max(1, len(batches))))[: warmup + steps]
     prepared = [make_batch(data, b).to(device) for b in batches]
+    def step(batch) -> None:  # what `seqattn train` runs per batch, at the config's lr
+        train_step(model, optimizer, batch, config.train, precision, device, config.train.lr)
+
     for batch in prepared[:warmup]:
-        _train_step(model, optimizer, batch, precision, device)
+        step(batch)
     counter = FlopCounterMode(display=False)
     with counter:
-        _train_step(model, optimizer, prepared[warmup], precision, device)
+        step(prepared[warmup])
     flops_first = counter.get_total_flops()
     tokens_first = prepared[warmup].num_tgt_tokens
     tokens, started = 0, time.perf_counter()
     for batch in prepared[warmup:]:
-        _train_step(model, optimizer, batch, precision, device)
+        step(batch)
         tokens += batch.num_tgt_tokens
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -192,11 +188,9 @@ def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions
                 f"of peak)")
     torch.manual_seed(0)
     model = build_model(config.model, *vocab).to(device).eval()
-    checkpoint = Path(run_dir) / "checkpoints" / "best.pt"
+    checkpoint = RunDir(run_dir).best
     if checkpoint.exists():  # a trained model decodes realistic lengths; a fresh one runs to the limit
-        from seqattn.checkpoint import load_checkpoint
-
-        model.load_state_dict(load_checkpoint(checkpoint)["model"])
+        load_weights(model, load_checkpoint(checkpoint), checkpoint)
         report["decoding_checkpoint"] = str(checkpoint)
     sample = EncodedSplit(prepared.valid.src[:sentences], prepared.valid.tgt[:sentences], [], [])
     for label, decoder, shortlist in decoders(model, config, prepared, device):

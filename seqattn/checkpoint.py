@@ -1,73 +1,28 @@
-"""Files that must never be half-written, and checkpoints that are data, never code.
+"""Checkpoints: their format, writing and reading them as data (never code), whether one fits a
+run, and the weights and training state they carry.
 
-Every write goes to a temporary file in the same folder, is flushed and fsync'ed, then renamed over
-the target: a crash at any instant leaves either the old file or the new one.
+A checkpoint is a dict: `format`, `config` (the resolved config), `vocab` (sizes and the
+tokenizer's fingerprint), `model` (the state dict), `progress`; last.pt adds `optimizer`,
+`schedule` and `rng` so that a resume continues exactly.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 from seqattn.errors import UserError
+from seqattn.files import atomic_write_bytes
 
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    try:
-        _atomic_write_bytes(path, text.encode("utf-8"))
-    except OSError as exc:
-        raise UserError(f"cannot write file: {exc.strerror or exc}", str(path),
-                        "free disk space, check permissions, or choose another path") from None
-
-
-def check_can_create_dir(folder: Path, option: str = "--run-dir") -> None:
-    """Fail before any work when `folder` cannot be created or written (a parent is a file...)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UserError("run dir is a file", str(folder), f"choose another {option}")
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError("cannot create the run dir: a parent is a file", str(existing),
-                        f"choose another {option}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError("cannot create or write the run dir: permission denied", str(existing),
-                        f"choose another {option}")
+CHECKPOINT_FORMAT = "seqattn-checkpoint-2"
+# Round 1 wrote format 1: the same payload, with the RNN decoder's parts at the model's top level.
+ROUND1_FORMAT = "seqattn-checkpoint-1"
+ROUND1_PARTS = {"bridge_hidden": "decoder.bridge.hidden", "bridge_cell": "decoder.bridge.cell",
+                "rnn": "decoder.rnn", "attention": "decoder.attention",
+                "readout": "decoder.readout", "combine": "decoder.combine"}
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
@@ -77,7 +32,7 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     try:
-        _atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue())
     except OSError as exc:
         raise UserError(f"cannot write checkpoint: {exc.strerror or exc}", str(path),
                         "free disk space or choose another --run-dir; the previous checkpoint "
@@ -123,3 +78,90 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError("file is not a seqattn checkpoint", str(path),
                         "pass a checkpoint written by seqattn train")
     return payload
+
+
+def check_compatible(state: dict, config, tokenizer, path: Path) -> None:
+    """A checkpoint fits a run when its model config and vocabulary match."""
+    from seqattn.config import config_from_dict
+
+    if state.get("format") not in (CHECKPOINT_FORMAT, ROUND1_FORMAT):
+        raise UserError("file is not a seqattn checkpoint of this version", str(path),
+                        "use a checkpoint written by this seqattn")
+    vocab = state.get("vocab")
+    if not isinstance(state.get("config"), dict) or not isinstance(vocab, dict) \
+            or not {"src", "tgt", "tokenizer"} <= vocab.keys() or not isinstance(state["model"], dict):
+        raise UserError("checkpoint is damaged: config, vocab or model entry missing", str(path),
+                        "use another checkpoint (e.g. last.pt or best.pt) or retrain")
+    saved = config_from_dict(state["config"], str(path), warn_legacy=False)
+    if saved.model != config.model:
+        raise UserError("checkpoint's model config differs from the run's", str(path),
+                        "use the config the checkpoint was trained with")
+    if (vocab["src"], vocab["tgt"]) != (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) \
+            or vocab["tokenizer"] != tokenizer.fingerprint:
+        raise UserError("checkpoint's vocabulary does not match the run's tokenizer", str(path),
+                        "use the tokenizer folder of the run that wrote the checkpoint")
+
+
+def upgrade_weights(state: dict) -> dict:
+    """The state dict of a checkpoint in today's module layout (round-1 names moved)."""
+    weights = state["model"]
+    if state.get("format") != ROUND1_FORMAT:
+        return weights
+    upgraded = {}
+    for key, value in weights.items():
+        head, _, rest = key.partition(".")
+        upgraded[f"{ROUND1_PARTS[head]}.{rest}" if head in ROUND1_PARTS else key] = value
+    if "tgt_embed.weight" in upgraded:  # the decoder now holds the target embedding it uses
+        upgraded.setdefault("decoder.embedding.weight", upgraded["tgt_embed.weight"])
+    return upgraded
+
+
+def load_weights(model, state: dict, path: Path) -> None:
+    """Copy a compatible checkpoint's weights; missing or misshapen tensors are a user error."""
+    try:
+        model.load_state_dict(upgrade_weights(state))
+    except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines()[:2]]
+        detail = " ".join(lines)[:200] or type(exc).__name__
+        raise UserError(f"checkpoint weights do not fit the model ({detail})", str(path),
+                        "use another checkpoint (e.g. last.pt or best.pt) or retrain") from None
+
+
+def make_payload(config, tokenizer, model, progress: dict, training: dict | None = None) -> dict:
+    """What a checkpoint holds; `training` (optimizer, schedule, rng) makes it resumable."""
+    from seqattn.config import config_to_dict
+
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": config_to_dict(config),
+        "vocab": {"src": tokenizer.src_vocab_size, "tgt": tokenizer.tgt_vocab_size,
+                  "tokenizer": tokenizer.fingerprint},
+        "model": model.state_dict(),
+        "progress": progress,
+    }
+    return {**payload, **(training or {})}
+
+
+def restore_training_state(state: dict, optimizer, schedule, progress_class, path: Path):
+    """Load the optimizer, schedule and RNG of a resumable checkpoint; returns its progress
+    as a `progress_class`."""
+    import torch
+
+    if "optimizer" not in state:
+        raise UserError("checkpoint has no optimizer state", str(path),
+                        "resume from checkpoints/last.pt")
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["rng"]["cuda"])
+        return progress_class(**state["progress"])
+    except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+        raise UserError(f"checkpoint's training state is damaged ({type(exc).__name__}: "
+                        f"{_first_line(exc)})", str(path), "resume from another checkpoint or "
+                        "start again with --overwrite") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -25,7 +25,7 @@ _state = {"debug": False}
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config (only what differs from defaults).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Override a config key: --set model.hidden_size=512 (repeatable).")]
+    "--set", help="Override a config key: --set model.rnn.hidden_size=512 (repeatable).")]
 RunDirOpt = Annotated[Optional[Path], typer.Option(
     "--run-dir", help="Run directory [default: runs/<config file stem>].")]
 RunDirArg = Annotated[Path, typer.Argument(help="Run directory written by 'seqattn train'.")]
@@ -94,8 +94,8 @@ def _default_run_dir(config: Path, run_dir: Optional[Path]) -> Path:
 @app.command()
 def prepare(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None) -> None:
     """Train SentencePiece on the training split and cache the encoded corpus."""
-    from seqattn.checkpoint import check_can_create_dir
     from seqattn.config import load_config
+    from seqattn.files import check_can_create_dir
     from seqattn.prepare import describe
     from seqattn.prepare import prepare as prepare_run
 
@@ -149,8 +149,7 @@ def evaluate(run_dir: RunDirArg, split: SplitOpt = None, beam: BeamOpt = None,
              f"{report['seconds']:.1f}s ({report['sentences_per_second']} sent/s), beam "
              f"{report['beam']}")
         _say(f"  {report['sacrebleu signatures'].get('bleu', '')}")
-        _say(f"  wrote {run_dir / 'eval' / (report['split'] + '.json')} and "
-             f"{report['hypotheses_file']}")
+        _say(f"  wrote {report['report_file']} and {report['hypotheses_file']}")
         typer.echo(json.dumps({k: report[k] for k in ("split", "bleu", "chrf", "ppl", "beam",
                                                        "sentences", "seconds")}))
 
@@ -163,7 +162,7 @@ def translate(run_dir: RunDirArg, input_file: InputArg = None, beam: BeamOpt = N
               attention: AttentionOpt = None, errors: ErrorsOpt = "strict",
               checkpoint: CheckpointOpt = None, set_: SetOpt = None) -> None:
     """Translate sentences, one per line, keeping the line count and order."""
-    from seqattn.textio import run_translate
+    from seqattn.translate import run_translate
 
     run_command(run_translate, run_dir, input_file, beam, nbest, batch_size, output, attention,
                 errors, checkpoint, set_)
@@ -211,8 +210,8 @@ def bench(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
           output: OutputOpt = None) -> None:
     """Measure training tokens/s, FLOP/s vs the matmul peak, decoding sentences/s, peak RSS."""
     from seqattn.bench import run_bench
-    from seqattn.checkpoint import atomic_write_text
     from seqattn.config import load_config
+    from seqattn.files import atomic_write_text
 
     def job():
         cfg = load_config(config, set_)

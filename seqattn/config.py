@@ -11,6 +11,7 @@ import difflib
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -47,20 +48,68 @@ class TokenizerConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    kind: Literal["seq2seq", "bahdanau", "luong"] = "bahdanau"
+class RNNConfig:
+    """The recurrent parts of `seq2seq`, `bahdanau` and `luong` (encoder and decoder)."""
+
     cell: Literal["lstm", "gru"] = "lstm"
-    embedding_size: int = 256
     hidden_size: int = 512  # the decoder's; a bidirectional encoder uses half per direction
     num_layers: int = 1
     bidirectional: bool = True
+    context_every_step: bool = False  # seq2seq: Cho et al. 2014's context at every step
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """Attention over the encoder states, for `bahdanau` (always additive) and `luong`."""
+
+    score: Literal["dot", "general", "concat"] = "general"  # luong's score function (eq. 8)
+    size: int = 0  # additive/concat attention's inner size; 0 = rnn.hidden_size
+    input_feeding: bool = True  # luong: feed the attentional state to the next step
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """`transformer` (Vaswani et al. 2017); its width d_model is `model.embedding_size`."""
+
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    heads: int = 4  # embedding_size must divide by it
+    ff_size: int = 1024  # position-wise feed-forward inner width
+    norm: Literal["pre", "post"] = "pre"  # layer norm before each sublayer (stabler) or after (paper)
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"  # fixed sin/cos (paper) or trained
+    max_positions: int = 1024  # learned positions: the longest sequence they cover
+    attention_dropout: float = 0.1  # on the attention weights
+    activation: Literal["relu", "gelu"] = "relu"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: Literal["seq2seq", "bahdanau", "luong", "transformer"] = "bahdanau"
+    embedding_size: int = 256  # for the transformer also its width d_model
     dropout: float = 0.2
-    attention_size: int = 0  # additive/concat attention's inner size; 0 = hidden_size
-    attention_score: Literal["dot", "general", "concat"] = "general"  # luong only
-    input_feeding: bool = True  # luong only: feed the attentional state to the next step
-    context_every_step: bool = False  # seq2seq only: Cho et al. 2014 context at every step
     tie_embeddings: bool = False  # decoder input and output embeddings share one matrix
     share_embeddings: bool = False  # source and target embeddings share one matrix (joint vocab)
+    rnn: RNNConfig = field(default_factory=RNNConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+
+    @property
+    def is_rnn(self) -> bool:
+        return self.kind != "transformer"
+
+
+# Round-1 configs had every model key flat under `model:`; each still loads, moved here with a
+# deprecation warning (shared/CONTRACT.md: rename nothing without accepting the old name).
+LEGACY_MODEL_KEYS = {
+    "cell": "rnn.cell",
+    "hidden_size": "rnn.hidden_size",
+    "num_layers": "rnn.num_layers",
+    "bidirectional": "rnn.bidirectional",
+    "context_every_step": "rnn.context_every_step",
+    "attention_score": "attention.score",
+    "attention_size": "attention.size",
+    "input_feeding": "attention.input_feeding",
+}
 
 
 @dataclass(frozen=True)
@@ -121,7 +170,9 @@ class Config:
 _POSITIVE = {
     "data.max_length", "data.max_train_examples", "data.valid_max_examples",
     "tokenizer.vocab_size", "tokenizer.input_sentence_size", "tokenizer.character_coverage",
-    "model.embedding_size", "model.hidden_size", "model.num_layers",
+    "model.embedding_size", "model.rnn.hidden_size", "model.rnn.num_layers",
+    "model.transformer.encoder_layers", "model.transformer.decoder_layers",
+    "model.transformer.heads", "model.transformer.ff_size", "model.transformer.max_positions",
     "train.batch_tokens", "train.max_epochs", "train.max_steps", "train.max_minutes", "train.lr",
     "train.log_every", "train.valid_every", "train.save_every", "train.max_bad_steps",
     "train.patience", "train.plateau_patience",
@@ -129,13 +180,14 @@ _POSITIVE = {
     "search.shortlist_per_source",
 }
 _NON_NEGATIVE = {
-    "model.dropout", "model.attention_size", "train.weight_decay", "train.clip_norm",
+    "model.dropout", "model.attention.size", "model.transformer.attention_dropout",
+    "train.weight_decay", "train.clip_norm",
     "train.label_smoothing", "train.warmup_steps", "train.min_lr", "train.num_threads",
     "train.samples", "search.length_penalty", "search.max_length_offset", "train.seed",
     "search.shortlist", "train.keep_last",
 }
-_AT_MOST_ONE = {"model.dropout", "train.label_smoothing", "train.teacher_forcing",
-                "tokenizer.character_coverage", "train.plateau_factor"}
+_AT_MOST_ONE = {"model.dropout", "model.transformer.attention_dropout", "train.label_smoothing",
+                "train.teacher_forcing", "tokenizer.character_coverage", "train.plateau_factor"}
 
 
 _LARGEST = 2**63 - 1  # beyond this an integer overflows numpy/torch (and float() for huge ones)
@@ -212,6 +264,7 @@ def _build(cls: type, values: Any, prefix: str, source: str) -> Any:
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
             choices = [f"{prefix}.{n}" if prefix else n for n in names]
+            choices += [key for key, _, _ in iter_keys(cls, prefix) if key not in choices]
             raise UserError(f"unknown config key '{dotted}'", source, _closest(dotted, choices))
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
@@ -251,9 +304,19 @@ def _check_range(dotted: str, value: Any, source: str) -> None:
 
 def _check_consistency(config: Config, source: str) -> None:
     m = config.model
-    if m.bidirectional and m.hidden_size % 2:
-        raise UserError(f"model.hidden_size must be even with a bidirectional encoder, got "
-                        f"{m.hidden_size}", source, "use an even hidden_size")
+    if m.is_rnn and m.rnn.bidirectional and m.rnn.hidden_size % 2:
+        raise UserError(f"model.rnn.hidden_size must be even with a bidirectional encoder, got "
+                        f"{m.rnn.hidden_size}", source,
+                        "use an even hidden_size or model.rnn.bidirectional: false")
+    if m.kind == "transformer" and m.embedding_size % m.transformer.heads:
+        raise UserError(f"model.embedding_size ({m.embedding_size}) must divide by "
+                        f"model.transformer.heads ({m.transformer.heads})", source,
+                        "the heads split the width evenly: change one of them")
+    if m.kind == "transformer" and m.transformer.positions == "learned" \
+            and m.transformer.max_positions < config.data.max_length + 2:
+        raise UserError(f"model.transformer.max_positions ({m.transformer.max_positions}) is below "
+                        f"the longest sentence (data.max_length {config.data.max_length} + 2)",
+                        source, "raise model.transformer.max_positions or lower data.max_length")
     if m.share_embeddings and not config.tokenizer.joint:
         raise UserError("model.share_embeddings needs one joint vocabulary", source,
                         "set tokenizer.joint: true or model.share_embeddings: false")
@@ -273,15 +336,15 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`model.hidden_size=512` -> (['model', 'hidden_size'], 512); the value is a YAML scalar."""
+    """`model.rnn.hidden_size=512` -> (['model', 'rnn', 'hidden_size'], 512); the value is a YAML scalar."""
     if "=" not in text:
         raise UserError(f"--set needs KEY=VALUE, got '{text}'", "--set",
-                        "write it like --set model.hidden_size=512")
+                        "write it like --set model.rnn.hidden_size=512")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise UserError(f"--set has an empty key in '{text}'", "--set",
-                        "write it like --set model.hidden_size=512")
+                        "write it like --set model.rnn.hidden_size=512")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -293,6 +356,7 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     """Set each dotted key in a nested dict; mappings are created as needed."""
     for text in overrides:
         parts, value = parse_override(text)
+        parts = _current_name(parts)
         node = values
         for part in parts[:-1]:
             child = node.get(part)
@@ -302,6 +366,16 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
             node = child
         node[parts[-1]] = value
     return values
+
+
+def _current_name(parts: list[str]) -> list[str]:
+    """A round-1 key given to --set (model.hidden_size) as its current path (model.rnn.hidden_size)."""
+    if len(parts) == 2 and parts[0] == "model" and parts[1] in LEGACY_MODEL_KEYS:
+        new = LEGACY_MODEL_KEYS[parts[1]]
+        warnings.warn(f"--set model.{parts[1]} is deprecated, read as model.{new}", FutureWarning,
+                      stacklevel=4)
+        return ["model", *new.split(".")]
+    return parts
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -333,15 +407,49 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return values
 
 
-def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
+def config_from_dict(values: dict[str, Any], source: str = "config",
+                     warn_legacy: bool = True) -> Config:
+    values = migrate_legacy_keys(values, source, warn_legacy)
     config = _build(Config, values, "", source)
     _check_consistency(config, source)
     return config
 
 
+def model_config(**values: Any) -> ModelConfig:
+    """A validated ModelConfig from keyword values, sections as dicts: for tests and notebooks,
+    e.g. `model_config(kind="luong", rnn={"hidden_size": 64}, attention={"score": "dot"})`."""
+    return _build(ModelConfig, values, "model", "model_config()")
+
+
+def migrate_legacy_keys(values: dict[str, Any], source: str, warn: bool = True) -> dict[str, Any]:
+    """A copy of `values` with round-1 flat `model.*` keys moved to their sections (one warning)."""
+    model = values.get("model") if isinstance(values, dict) else None
+    if not isinstance(model, dict) or not LEGACY_MODEL_KEYS.keys() & model.keys():
+        return values
+    model, moved = dict(model), []
+    for old, new in LEGACY_MODEL_KEYS.items():
+        if old not in model:
+            continue
+        section, key = new.split(".")
+        value = model.pop(old)
+        child = model.get(section)
+        child = dict(child) if isinstance(child, dict) else {}
+        if key in child and child[key] != value:
+            raise UserError(f"both model.{old} (old name) and model.{new} are set, to different "
+                            f"values", source, f"keep model.{new} only")
+        child[key] = value
+        model[section] = child
+        moved.append(f"model.{new}")
+    if warn:
+        warnings.warn(f"{source}: flat model keys are deprecated, read as {', '.join(moved)}",
+                      FutureWarning, stacklevel=3)
+    return {**values, "model": model}
+
+
 def load_config(path: Path | str | None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or none: all defaults), apply `--set` overrides, validate."""
     values = read_yaml(Path(path)) if path is not None else {}
+    values = migrate_legacy_keys(values, str(path))
     values = apply_overrides(values, list(overrides or []))
     source = str(path) if path is not None else "--set"
     if overrides:
@@ -350,7 +458,7 @@ def load_config(path: Path | str | None, overrides: list[str] | None = None) -> 
 
 
 def save_config(config: Config, path: Path) -> None:
-    from seqattn.checkpoint import atomic_write_text
+    from seqattn.files import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from seqattn.checkpoint import atomic_write_text
+from seqattn.api import Translator
 from seqattn.data import EncodedSplit, load_corpus
+from seqattn.files import atomic_write_text, check_writable_file
+from seqattn.loss import corpus_loss
 from seqattn.metrics import bleu_by_length, corpus_scores
+from seqattn.rundir import RunDir
 from seqattn.search import perplexity
-from seqattn.textio import check_writable_file
-from seqattn.train import corpus_loss
-from seqattn.translate import Translator
 
 
 def reference_loss(translator: Translator, src: list[str], tgt: list[str]) -> tuple[float, int]:
@@ -34,13 +34,13 @@ def evaluate(run_dir: Path, split: str | None = None, beam: int | None = None,
              overrides: list[str] | None = None, output: Path | None = None,
              checkpoint: str | None = None, progress=None) -> dict:
     """Score one split; writes RUN_DIR/eval/<split>.json and the hypotheses."""
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     if output is not None:
         output = Path(output)
-        if output.parent.resolve() == (run_dir / "eval").resolve() and run_dir.is_dir():
+        if output.parent.resolve() == run.eval.resolve() and run.root.is_dir():
             output.parent.mkdir(exist_ok=True)  # the run's own eval/ folder is ours to create
         check_writable_file(output, "--output")
-    translator = Translator(run_dir, checkpoint=checkpoint, overrides=overrides)
+    translator = Translator(run.root, checkpoint=checkpoint, overrides=overrides)
     config = translator.config
     split = split or config.data.test_split
     beam = beam or config.search.beam_size
@@ -74,9 +74,9 @@ def evaluate(run_dir: Path, split: str | None = None, beam: int | None = None,
         "bleu_by_source_length": bleu_by_length(hypotheses, corpus.tgt,
                                                 [len(s.split()) for s in corpus.src]),
     }
-    eval_dir = run_dir / "eval"
-    hyp_path = Path(output) if output is not None else eval_dir / f"{split}.hyp.txt"
+    hyp_path = Path(output) if output is not None else run.eval_hypotheses(split)
     atomic_write_text(hyp_path, "".join(h + "\n" for h in hypotheses))
-    atomic_write_text(eval_dir / f"{split}.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(run.eval_report(split), json.dumps(report, indent=2) + "\n")
     report["hypotheses_file"] = str(hyp_path)
+    report["report_file"] = str(run.eval_report(split))
     return report

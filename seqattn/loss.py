@@ -143,3 +143,20 @@ def teacher_forced_loss(model, batch, ignore_index: int, smoothing: float = 0.0)
     weight, bias = model.generator.output_weights()
     return linear_cross_entropy_sum(features.flatten(0, 1), weight, bias,
                                     batch.tgt_out.flatten(), ignore_index, smoothing)
+
+
+@torch.inference_mode()
+def corpus_loss(model, data, batch_size: int, device: torch.device) -> tuple[float, int]:
+    """Summed cross-entropy (no smoothing) of the references of an EncodedSplit, and their
+    token count: dev loss during training, perplexity in evaluate."""
+    from seqattn.data import make_batch, sentence_batches
+    from seqattn.tokenizer import PAD_ID
+
+    model.eval()
+    total, tokens = 0.0, 0
+    for indices in sentence_batches([len(s) + 1 for s in data.src], batch_size):
+        batch = make_batch(data, indices).to(device)
+        logits = model(batch)
+        total += float(cross_entropy_sum(logits.flatten(0, 1), batch.tgt_out.flatten(), PAD_ID))
+        tokens += batch.num_tgt_tokens
+    return total, tokens

@@ -9,6 +9,7 @@ from pathlib import Path
 from seqattn.config import Config, DataConfig
 from seqattn.data import Corpus, EncodedSplit, encode_corpus, load_corpus, padding_fraction, train_batches
 from seqattn.errors import UserError
+from seqattn.rundir import RunDir
 from seqattn.tokenizer import Tokenizer, read_meta, train_tokenizer
 
 
@@ -18,14 +19,6 @@ class Prepared:
     train: EncodedSplit
     valid: EncodedSplit | None
     stats: dict
-
-
-def tokenizer_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "tokenizer"
-
-
-def cache_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "cache"
 
 
 def load_train_corpus(data: DataConfig) -> Corpus:
@@ -44,7 +37,8 @@ def prepare(config: Config, run_dir: Path, with_valid: bool = True,
     data = config.data
     corpus = load_train_corpus(data)
     loaded = time.perf_counter()
-    folder = tokenizer_dir(run_dir)
+    run = RunDir(run_dir)
+    folder = run.tokenizer
     meta = read_meta(folder)
     if meta is not None and meta.get("config") == asdict(config.tokenizer) \
             and meta.get("data") == corpus.identity:
@@ -66,7 +60,7 @@ def prepare(config: Config, run_dir: Path, with_valid: bool = True,
         tokenizer = train_tokenizer(config.tokenizer, [s for s, _ in texts],
                                     [t for _, t in texts], folder, corpus.identity)
     tokenized = time.perf_counter()
-    train = encode_corpus(corpus, tokenizer, cache_dir(run_dir), max_length=data.max_length)
+    train = encode_corpus(corpus, tokenizer, run.cache, max_length=data.max_length)
     if len(train) == 0:
         raise UserError(f"no training pairs left after filtering ({train.dropped_empty} empty, "
                         f"{train.dropped_long} longer than {data.max_length} pieces)",
@@ -74,7 +68,7 @@ def prepare(config: Config, run_dir: Path, with_valid: bool = True,
     valid = None
     if with_valid:
         valid_corpus = load_corpus(data, data.valid_split)
-        valid = encode_corpus(valid_corpus, tokenizer, cache_dir(run_dir),
+        valid = encode_corpus(valid_corpus, tokenizer, run.cache,
                               max_examples=data.valid_max_examples)
     batches = train_batches(train, config.train.batch_tokens, config.train.seed, epoch=0)
     stats = {

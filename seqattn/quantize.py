@@ -64,7 +64,9 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         raise UserError("this torch build has no int8 CPU kernels (fbgemm)", "search.precision",
                         "use search.precision=fp32")
     model = copy.deepcopy(model).cpu().eval()
-    model.rnn.freeze_token_table(model.tgt_embed)  # exact fp32 lookups, no product per step
+    freeze = getattr(model.decoder, "freeze_token_table", None)  # RNN decoders: see RecurrentStack
+    if freeze is not None:
+        freeze()  # exact fp32 lookups of the token gate inputs, no product per step
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             # A product to a handful of outputs (attention's energy vector) is a pass over its

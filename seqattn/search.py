@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from seqattn.data import collate, sentence_batches
-from seqattn.models.base import EncoderDecoder
+from seqattn.models.protocol import Seq2SeqModel
 from seqattn.tokenizer import BOS_ID, EOS_ID
 
 
@@ -38,7 +38,7 @@ def max_output_lengths(src_lengths: torch.Tensor, ratio: float, offset: int) -> 
     return (src_lengths.float() * ratio).ceil().long() + offset
 
 
-def _restricted(model: EncoderDecoder, vocab: torch.Tensor | None):
+def _restricted(model: Seq2SeqModel, vocab: torch.Tensor | None):
     """Score only the shortlist `vocab` inside the block (all of the vocabulary when None)."""
     return nullcontext() if vocab is None else model.generator.restricted_to(vocab)
 
@@ -51,7 +51,7 @@ def _finish(tokens: list[int], log_prob: float, attention: torch.Tensor | None, 
 
 
 @torch.inference_mode()
-def greedy_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Tensor,
+def greedy_search(model: Seq2SeqModel, src: torch.Tensor, src_lengths: torch.Tensor,
                   max_lengths: torch.Tensor, alpha: float = 0.0,
                   return_attention: bool = False,
                   vocab: torch.Tensor | None = None) -> list[list[Hypothesis]]:
@@ -102,7 +102,7 @@ def _greedy(model, src, src_lengths, max_lengths, alpha, return_attention, vocab
 
 
 @torch.inference_mode()
-def beam_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Tensor,
+def beam_search(model: Seq2SeqModel, src: torch.Tensor, src_lengths: torch.Tensor,
                 beam_size: int, max_lengths: torch.Tensor, alpha: float = 1.0, nbest: int = 1,
                 return_attention: bool = False,
                 vocab: torch.Tensor | None = None) -> list[list[Hypothesis]]:
@@ -201,7 +201,7 @@ def _history(attn: torch.Tensor | None, step_attn: torch.Tensor | None,
 
 
 @torch.inference_mode()
-def decode(model: EncoderDecoder, sources: list[np.ndarray], beam_size: int, alpha: float,
+def decode(model: Seq2SeqModel, sources: list[np.ndarray], beam_size: int, alpha: float,
            max_length_ratio: float, max_length_offset: int, batch_size: int,
            device: torch.device, nbest: int = 1, return_attention: bool = False,
            progress=None, shortlist: Callable[[torch.Tensor], torch.Tensor] | None = None

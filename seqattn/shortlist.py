@@ -78,13 +78,12 @@ def build_table(src: list[np.ndarray], tgt: list[np.ndarray], src_vocab: int, tg
     return LexicalTable(torch.from_numpy(by_frequency), torch.from_numpy(by_source), identity)
 
 
-def table_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "shortlist.pt"
-
-
 def load_or_build(run_dir: Path, config, tokenizer) -> LexicalTable:
     """The run's table, built from its training split (and saved) on first use."""
-    path = table_path(run_dir)
+    from seqattn.rundir import RunDir
+
+    run = RunDir(run_dir)
+    path = run.shortlist
     if path.exists():
         try:
             stored = torch.load(path, weights_only=True)
@@ -93,10 +92,10 @@ def load_or_build(run_dir: Path, config, tokenizer) -> LexicalTable:
         except Exception:  # a damaged table is rebuilt, never trusted
             log.warning("ignoring unreadable shortlist %s", path)
     from seqattn.data import encode_corpus
-    from seqattn.prepare import cache_dir, load_train_corpus
+    from seqattn.prepare import load_train_corpus
 
     corpus = load_train_corpus(config.data)
-    train = encode_corpus(corpus, tokenizer, cache_dir(run_dir), max_length=config.data.max_length)
+    train = encode_corpus(corpus, tokenizer, run.cache, max_length=config.data.max_length)
     table = build_table(train.src, train.tgt, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size,
                         corpus.identity)
     try:

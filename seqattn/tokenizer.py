@@ -16,9 +16,9 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from seqattn.checkpoint import atomic_write_text
 from seqattn.config import TokenizerConfig
 from seqattn.errors import UserError
+from seqattn.files import atomic_write_text
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 META_FILE = "tokenizer.json"

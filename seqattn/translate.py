@@ -1,140 +1,145 @@
-"""The Python API over a trained run: `seqattn.load(run_dir).translate([...])`.
+"""`seqattn translate`: line-exact text I/O, one output line per input line, in order.
 
-    >>> import seqattn
-    >>> translator = seqattn.load("runs/bahdanau")
-    >>> result = translator.translate(["Ein Hund läuft."], beam=5)[0]
-    >>> result.text, result.score, result.attention.shape  # attention: [target, source] pieces
+The Python API it runs on is seqattn/api.py (`seqattn.load`).
+
+Lines are split on '\\n' only (not on the other Unicode line breaks that str.splitlines knows),
+so odd characters never shift a line. Invalid UTF-8 and NUL bytes are an error naming the line,
+or replaced with U+FFFD under `--errors replace`.
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
+import json
+import sys
 from pathlib import Path
 
-import numpy as np
-
-from seqattn.checkpoint import load_checkpoint
-from seqattn.config import Config, apply_overrides, config_from_dict, read_yaml
 from seqattn.errors import UserError
-from seqattn.models import EncoderDecoder, build_model
-from seqattn.quantize import model_for_decoding
-from seqattn.search import decode
-from seqattn.shortlist import load_or_build
-from seqattn.tokenizer import Tokenizer
-from seqattn.train import check_compatible, load_weights, resolve_device
-
-EOS_PIECE = "</s>"
+from seqattn.files import atomic_write_text, check_writable_file
 
 
-@dataclass
-class Translation:
-    source: str
-    text: str
-    score: float
-    src_pieces: list[str] = field(default_factory=list)  # source pieces + </s>
-    tgt_pieces: list[str] = field(default_factory=list)  # output pieces (+ </s> if it ended)
-    attention: np.ndarray | None = None  # [len(tgt_pieces), len(src_pieces)], rows sum to 1
-    nbest: list[tuple[float, str]] = field(default_factory=list)  # (score, text), best first
+def decode_lines(data: bytes, source: str, errors: str = "strict") -> list[str]:
+    if errors not in ("strict", "replace"):
+        raise UserError(f"unknown --errors value '{errors}'", "--errors", "use strict or replace")
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()  # the final newline ends the last line, it does not start a new one
+    lines = []
+    for number, raw in enumerate(raw_lines, start=1):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if b"\x00" in raw:
+            if errors == "strict":
+                raise UserError(f"NUL byte in input line {number}", source,
+                                "remove it, or pass --errors replace")
+            raw = raw.replace(b"\x00", "\ufffd".encode())
+        try:
+            lines.append(raw.decode("utf-8", errors=errors))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"invalid UTF-8 in input line {number} (byte {exc.start + 1})", source,
+                            "convert the file to UTF-8, or pass --errors replace") from None
+    return lines
 
 
-def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> Config:
-    """The run's resolved config.yaml, with `--set` overrides on top."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError("run dir not found", str(run_dir), "pass the --run-dir used for training")
-    path = run_dir / "config.yaml"
-    if not path.exists():
-        raise UserError("run dir has no config.yaml", str(run_dir),
-                        "pass a run dir written by 'seqattn train'")
-    values = apply_overrides(read_yaml(path), list(overrides or []))
-    return config_from_dict(values, str(path) + (" with --set" if overrides else ""))
+def read_input(input_file: str | None, errors: str) -> list[str]:
+    if input_file is None or input_file == "-":
+        return decode_lines(sys.stdin.buffer.read(), "stdin", errors)
+    path = Path(input_file)
+    if not path.is_file():
+        raise UserError("input file not found" if not path.exists() else "input is not a file",
+                        str(path), "give a text file with one sentence per line, or - for stdin")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read input ({exc.strerror})", str(path), "check permissions") from None
+    return decode_lines(data, str(path), errors)
 
 
-def pick_checkpoint(run_dir: Path, checkpoint: str | None) -> Path:
-    if checkpoint is not None:
-        path = Path(checkpoint)
-        return path if path.exists() or path.is_absolute() else Path(run_dir) / "checkpoints" / checkpoint
-    folder = Path(run_dir) / "checkpoints"
-    for name in ("best.pt", "last.pt"):
-        if (folder / name).exists():
-            return folder / name
-    raise UserError("run dir has no checkpoints", str(folder), "train the model first")
+def check_attention_dir(path: Path) -> None:
+    from seqattn.plot import require_matplotlib
+
+    if path.exists() and not path.is_dir():
+        raise UserError("--attention path is a file", str(path), "give a folder")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not path.exists() and not parent.is_dir():
+        raise UserError("parent folder of --attention does not exist", str(parent), "create it")
+    require_matplotlib()
 
 
-class Translator:
-    """A trained model with its tokenizer and search settings."""
-
-    def __init__(self, run_dir: str | Path, checkpoint: str | None = None, device: str = "auto",
-                 overrides: list[str] | None = None) -> None:
-        self.run_dir = Path(run_dir)
-        self.config = load_run_config(self.run_dir, overrides)
-        self.tokenizer = Tokenizer.load(self.run_dir / "tokenizer")
-        self.checkpoint = pick_checkpoint(self.run_dir, checkpoint)
-        state = load_checkpoint(self.checkpoint)
-        check_compatible(state, self.config, self.tokenizer, self.checkpoint)
-        self.device = resolve_device(device)
-        self.model: EncoderDecoder = build_model(self.config.model, self.tokenizer.src_vocab_size,
-                                                 self.tokenizer.tgt_vocab_size)
-        load_weights(self.model, state, self.checkpoint)
-        self.model.to(self.device).eval()
-        self.num_parameters = self.model.num_parameters()  # of the trained model, before int8
-        search = self.config.search
-        self.model = model_for_decoding(self.model, search.precision, self.device)
-        self.max_source_pieces = self.config.data.max_length
-        self.warned_long = False
-        self.shortlist = None  # batch source ids -> the target ids it may output
-        if search.shortlist > 0:
-            self.shortlist = load_or_build(self.run_dir, self.config, self.tokenizer).for_search(search)
-
-    def translate(self, sentences: list[str], beam: int | None = None, nbest: int = 1,
-                  batch_size: int | None = None, attention: bool = True,
-                  progress=None) -> list[Translation]:
-        """Translate sentences; a blank sentence gives an empty translation."""
-        search = self.config.search
-        beam = beam or search.beam_size
-        if nbest > beam:
-            raise UserError(f"--nbest {nbest} is larger than the beam {beam}", "--nbest",
-                            "use --nbest at most --beam")
-        results = [Translation(source=s, text="", score=0.0) for s in sentences]
-        todo = [i for i, s in enumerate(sentences) if s.strip()]
-        sources = self.tokenizer.encode_src([sentences[i] for i in todo])
-        for k, ids in enumerate(sources):
-            if len(ids) > self.max_source_pieces:
-                if not self.warned_long:
-                    warnings.warn(f"input line {todo[k] + 1} has {len(ids)} pieces; lines longer "
-                                  f"than {self.max_source_pieces} are truncated", stacklevel=2)
-                    self.warned_long = True
-                sources[k] = ids[: self.max_source_pieces]
-        arrays = [np.asarray(ids, dtype=np.int32) for ids in sources]
-        hyps = decode(self.model, arrays, beam, search.length_penalty, search.max_length_ratio,
-                      search.max_length_offset, batch_size or search.batch_size, self.device,
-                      nbest=nbest, return_attention=attention, progress=progress,
-                      shortlist=self.shortlist)
-        for i, ids, options in zip(todo, sources, hyps):
-            best = options[0]
-            result = results[i]
-            result.text = self._clean(self.tokenizer.decode_tgt(best.tokens))
-            result.score = best.score
-            result.nbest = [(h.score, self._clean(self.tokenizer.decode_tgt(h.tokens)))
-                            for h in options]
-            result.src_pieces = self.tokenizer.src_pieces(ids) + [EOS_PIECE]
-            result.tgt_pieces = self.tokenizer.tgt_pieces(best.tokens) + (
-                [EOS_PIECE] if best.ended else [])
-            result.attention = best.attention
-        return results
-
-    @staticmethod
-    def _clean(text: str) -> str:
-        """One output line per input line: no line breaks inside a translation."""
-        return " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
+def format_results(results, nbest: int) -> list[str]:
+    if nbest == 1:
+        return [r.text for r in results]
+    lines = []
+    for index, r in enumerate(results):
+        options = r.nbest or [(r.score, r.text)]
+        lines.extend(f"{index}\t{score:.4f}\t{text}" for score, text in options)
+    return lines
 
 
-def load(run_dir: str | Path, checkpoint: str | None = None, device: str = "auto",
-         overrides: list[str] | None = None) -> Translator:
-    """Load a trained run for translation: `seqattn.load("runs/bahdanau")`.
+def write_attention(folder: Path, results) -> None:
+    from seqattn.plot import save_attention_png
 
-    `overrides`: `--set` strings for the search settings, e.g. `["search.shortlist=500"]`.
-    """
-    return Translator(run_dir, checkpoint=checkpoint, device=device, overrides=overrides)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, r in enumerate(results, start=1):
+        if r.attention is None:
+            continue
+        stem = folder / f"{index:05d}"
+        atomic_write_text(stem.with_suffix(".json"), json.dumps({
+            "source": r.source, "translation": r.text, "src_pieces": r.src_pieces,
+            "tgt_pieces": r.tgt_pieces, "attention": r.attention.round(5).tolist()},
+            ensure_ascii=False) + "\n")
+        save_attention_png(stem.with_suffix(".png"), r.attention, r.src_pieces, r.tgt_pieces,
+                           title=r.text[:80])
 
+
+def run_translate(run_dir: Path, input_file: str | None, beam: int | None, nbest: int,
+                  batch_size: int | None, output: Path | None, attention: Path | None,
+                  errors: str, checkpoint: str | None, overrides: list[str] | None = None) -> None:
+    if output is not None:
+        check_writable_file(output, "--output")
+    if attention is not None:
+        check_attention_dir(attention)
+    interactive = input_file is None and sys.stdin.isatty()
+    lines = None if interactive else read_input(input_file, errors)
+    from seqattn.api import Translator  # torch: only once the input is known to be good
+
+    translator = Translator(run_dir, checkpoint=checkpoint, overrides=overrides)
+    if interactive:
+        return _interactive(translator, beam)
+    results = translator.translate(lines, beam=beam, nbest=nbest, batch_size=batch_size,
+                                   attention=attention is not None)
+    text = "".join(line + "\n" for line in format_results(results, nbest))
+    if output is not None:
+        atomic_write_text(output, text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if attention is not None:
+        write_attention(attention, results)
+        model_note = "" if translator.model.has_attention else " (this model has no attention)"
+        print(f"attention written to {attention}{model_note}", file=sys.stderr)
+
+
+def _interactive(translator, beam: int | None) -> None:
+    print("type a sentence and press enter; Ctrl-D to quit", file=sys.stderr)
+    while True:
+        print("> ", end="", file=sys.stderr, flush=True)  # the prompt never mixes into stdout
+        try:
+            line = sys.stdin.readline()
+        except UnicodeDecodeError:
+            print("error: that line is not valid text in the terminal's encoding; try again",
+                  file=sys.stderr)
+            continue
+        if not line:  # Ctrl-D
+            print(file=sys.stderr)
+            return
+        text = line.rstrip("\r\n")
+        print(translator.translate([text], beam=beam, attention=False)[0].text, flush=True)
+
+
+def __getattr__(name: str):
+    """Round 1's import path of the Python API (`from seqattn.translate import Translator`)."""
+    if name in ("Translator", "Translation", "load", "load_run_config"):
+        from seqattn import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'seqattn.translate' has no attribute '{name}'")

@@ -53,14 +53,24 @@ def tiny_config_dict(data_path: Path, **sections) -> dict:
     config = {
         "data": {"path": str(data_path), "src_lang": "src", "tgt_lang": "tgt", "max_length": 30},
         "tokenizer": {"type": "bpe", "vocab_size": 60, "joint": False},
-        "model": {"kind": "bahdanau", "embedding_size": 16, "hidden_size": 32, "dropout": 0.0},
+        "model": {"kind": "bahdanau", "embedding_size": 16, "dropout": 0.0, "rnn": {"hidden_size": 32}},
         "train": {"batch_tokens": 400, "max_steps": 20, "log_every": 5, "valid_every": 10,
                   "save_every": 5, "label_smoothing": 0.0, "lr": 0.01},
         "search": {"beam_size": 3, "batch_size": 16},
     }
     for section, values in sections.items():
-        config.setdefault(section, {}).update(values)
+        merge(config.setdefault(section, {}), values)
     return config
+
+
+def merge(into: dict, values: dict) -> dict:
+    """Nested update: sections given as dicts (model={"rnn": {...}}) keep their other keys."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
+    return into
 
 
 @pytest.fixture

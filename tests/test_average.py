@@ -9,11 +9,12 @@ import torch
 from conftest import tiny_config_dict
 from typer.testing import CliRunner
 
-from seqattn.average import average_run, step_checkpoints
+from seqattn.average import average_run
 from seqattn.checkpoint import load_checkpoint
 from seqattn.cli import app
 from seqattn.config import config_from_dict
 from seqattn.errors import UserError
+from seqattn.rundir import RunDir
 from seqattn.train import train
 
 runner = CliRunner()
@@ -29,7 +30,7 @@ def kept_run(toy_corpus, tmp_path):
 
 
 def test_keep_last_keeps_the_newest_saves_without_training_state(kept_run):
-    kept = step_checkpoints(kept_run / "checkpoints")
+    kept = RunDir(kept_run).step_checkpoints()
     # saves at 5, 10, 15, 20 and at the end (23): the last three stay
     assert [p.name for p in kept] == ["step0000015.pt", "step0000020.pt", "step0000023.pt"]
     state = load_checkpoint(kept[-1])
@@ -84,6 +85,6 @@ def test_average_refuses_with_one_line(kept_run, last, output, needle):
 
 
 def test_runs_without_keep_last_keep_no_step_files(trained_run):
-    assert step_checkpoints(trained_run / "checkpoints") == []
+    assert RunDir(trained_run).step_checkpoints() == []
     with pytest.raises(UserError, match="keep_last"):
         average_run(trained_run, 2)

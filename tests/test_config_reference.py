@@ -49,7 +49,7 @@ def test_no_stale_meanings(reference):
 
 def test_meaning_comes_from_the_field_comment(reference):
     rows = {row[0]: row for row in reference.reference_rows()}
-    assert rows["model.hidden_size"][3].startswith("the decoder's")
+    assert rows["model.rnn.hidden_size"][3].startswith("the decoder's")
     assert rows["data.name"][1:3] == ("a string or null", "`null`")
     assert rows["tokenizer.joint"][2] == "`true`"
 

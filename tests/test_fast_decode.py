@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from seqattn.config import ModelConfig
+from seqattn.config import model_config
 from seqattn.errors import UserError
 from seqattn.models import build_model
 from seqattn.quantize import quantize_int8
+from seqattn.rundir import RunDir
 from seqattn.search import decode
-from seqattn.shortlist import build_table, table_path
+from seqattn.shortlist import build_table
 from seqattn.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from tests.test_search import VOCAB, sources, trained_copy_model
 
@@ -90,7 +91,7 @@ def test_the_lexical_table_ranks_the_aligned_word_first():
 @pytest.mark.parametrize("tied", [False, True])
 def test_int8_steps_stay_close_to_fp32(kind, tied):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, embedding_size=32, hidden_size=64, dropout=0.0,
+    model = build_model(model_config(kind=kind, embedding_size=32, rnn={"hidden_size": 64}, dropout=0.0,
                                     tie_embeddings=tied), 50, 50).eval()
     fast = quantize_int8(model)
     assert any(type(m).__name__ == "Int8Linear" for m in fast.modules())
@@ -120,15 +121,15 @@ def test_int8_decoding_agrees_with_fp32(model):
 
 
 def test_translate_with_shortlist_and_int8(trained_run, tmp_path):
-    from seqattn.translate import load
+    from seqattn.api import load
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run, run_dir)
     lines = ["ka lo mi", "ze ta", "pu ri so ne"]
     exact = [t.text for t in load(run_dir).translate(lines, beam=3)]
-    assert not table_path(run_dir).exists()
+    assert not RunDir(run_dir).shortlist.exists()
     fast = load(run_dir, overrides=["search.shortlist=5", "search.precision=int8"])
-    assert table_path(run_dir).exists()  # built from the training split on first use
+    assert RunDir(run_dir).shortlist.exists()  # built from the training split on first use
     assert [t.text for t in fast.translate(lines, beam=3)] == exact
     again = load(run_dir, overrides=["search.shortlist=5"])  # reuses the stored table
     assert [t.text for t in again.translate(lines, beam=3)] == exact
@@ -147,7 +148,7 @@ def test_a_frozen_token_table_gives_the_same_steps(model):
     import copy
 
     frozen = copy.deepcopy(model)
-    frozen.rnn.freeze_token_table(frozen.tgt_embed)
+    frozen.decoder.freeze_token_table()
     src = torch.randint(4, VOCAB, (5, 6))
     lengths = torch.full((5,), 6)
     prev = torch.randint(4, VOCAB, (5,))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqattn.config import ModelConfig
+from seqattn.config import model_config
 from seqattn.data import Batch
 from seqattn.loss import cross_entropy_sum, linear_cross_entropy_sum, teacher_forced_loss
 from seqattn.models import build_model
@@ -97,8 +97,8 @@ def test_linear_loss_without_gradients_gives_the_value_only():
                                         ("bahdanau", False), ("luong", True)])
 def test_teacher_forced_loss_is_the_logits_loss(kind, tied):
     """The fused output layer gives the model's own logits' loss and gradients."""
-    cfg = ModelConfig(kind=kind, embedding_size=12, hidden_size=16, dropout=0.0,
-                      tie_embeddings=tied, share_embeddings=tied)
+    cfg = model_config(kind=kind, embedding_size=12, rnn={"hidden_size": 16}, dropout=0.0,
+                       tie_embeddings=tied, share_embeddings=tied)
     torch.manual_seed(2)
     model = build_model(cfg, 23, 23)
     g = torch.Generator().manual_seed(3)

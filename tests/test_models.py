@@ -8,25 +8,26 @@ import math
 import pytest
 import torch
 
-from seqattn.config import ModelConfig
+from seqattn.config import ModelConfig, model_config
 from seqattn.models import MODEL_KINDS, build_model
 from seqattn.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 VOCAB = 23
 VARIANTS = [
     dict(kind="seq2seq"),
-    dict(kind="seq2seq", context_every_step=True, cell="gru"),
+    dict(kind="seq2seq", rnn=dict(context_every_step=True, cell="gru")),
     dict(kind="bahdanau"),
-    dict(kind="bahdanau", cell="gru", num_layers=2),
-    dict(kind="luong", attention_score="dot"),
-    dict(kind="luong", attention_score="general", input_feeding=False),
-    dict(kind="luong", attention_score="concat", num_layers=2, bidirectional=False),
-    dict(kind="luong", attention_score="general", tie_embeddings=True, share_embeddings=True),
+    dict(kind="bahdanau", rnn=dict(cell="gru", num_layers=2)),
+    dict(kind="luong", attention=dict(score="dot")),
+    dict(kind="luong", attention=dict(score="general", input_feeding=False)),
+    dict(kind="luong", attention=dict(score="concat"), rnn=dict(num_layers=2, bidirectional=False)),
+    dict(kind="luong", tie_embeddings=True, share_embeddings=True),
 ]
 
 
 def tiny(**overrides) -> ModelConfig:
-    return ModelConfig(**{"embedding_size": 12, "hidden_size": 16, "dropout": 0.0, **overrides})
+    rnn = {"hidden_size": 16, **overrides.pop("rnn", {})}
+    return model_config(**{"embedding_size": 12, "dropout": 0.0, "rnn": rnn, **overrides})
 
 
 def make_inputs(seed=0):
@@ -63,7 +64,7 @@ def test_shapes_and_step_matches_teacher_forcing(variant):
 def test_attention_rows_sum_to_one_and_pads_get_zero(kind, score):
     if kind == "bahdanau" and score != "general":
         pytest.skip("bahdanau has one score")
-    model = build_model(tiny(kind=kind, attention_score=score), VOCAB, VOCAB).eval()
+    model = build_model(tiny(kind=kind, attention=dict(score=score)), VOCAB, VOCAB).eval()
     src, lengths, tgt_in = make_inputs()
     _, attention = model.teacher_forced(src, lengths, tgt_in)  # [B, T, S]
     torch.testing.assert_close(attention.sum(-1), torch.ones(3, 5))
@@ -100,8 +101,8 @@ def test_a_fresh_model_starts_near_the_uniform_loss(kind, tied):
     nn.Embedding's N(0, 1) scale would start far above it)."""
     vocab, batch = 2000, 32
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, embedding_size=128, hidden_size=128,
-                                    tie_embeddings=tied, share_embeddings=tied), vocab, vocab)
+    model = build_model(model_config(kind=kind, embedding_size=128, rnn={"hidden_size": 128},
+                                     tie_embeddings=tied, share_embeddings=tied), vocab, vocab)
     src = torch.randint(4, vocab, (batch, 9))
     tgt = torch.randint(4, vocab, (batch, 8))
     tgt[:, 0] = BOS_ID
@@ -113,7 +114,8 @@ def test_a_fresh_model_starts_near_the_uniform_loss(kind, tied):
 
 def test_factory_covers_every_kind_in_the_config():
     kinds = dataclasses.fields(ModelConfig)[0].type
-    assert set(MODEL_KINDS) == {"seq2seq", "bahdanau", "luong"} and "luong" in str(kinds)
+    assert set(MODEL_KINDS) == {"seq2seq", "bahdanau", "luong", "transformer"}
+    assert all(kind in str(kinds) for kind in MODEL_KINDS)
 
 
 def copy_task_batch(generator, batch=32, length=5):
@@ -128,7 +130,7 @@ def copy_task_batch(generator, batch=32, length=5):
 def test_tiny_model_learns_to_copy(kind):
     """A few hundred steps on CPU: every kind copies 5-token sequences it has not seen."""
     torch.manual_seed(0)
-    model = build_model(tiny(kind=kind, embedding_size=32, hidden_size=64), 12, 12)
+    model = build_model(tiny(kind=kind, embedding_size=32, rnn=dict(hidden_size=64)), 12, 12)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     g = torch.Generator().manual_seed(0)
     for _ in range(300):

@@ -50,19 +50,19 @@ CASES = [
          "YAML syntax error", absent=["{ws}/out/b"]),
     Case("train-missing-config", ["train", "{ws}/nope.yaml"], "config file not found"),
     Case("train-config-is-dir", ["train", "{ws}/toy"], "config path is a folder"),
-    Case("train-negative-size", ["train", "{ws}/tiny.yaml", "--set", "model.hidden_size=-32",
-                                 "--run-dir", "{ws}/out/c"], "'model.hidden_size' must be greater than 0",
+    Case("train-negative-size", ["train", "{ws}/tiny.yaml", "--set", "model.rnn.hidden_size=-32",
+                                 "--run-dir", "{ws}/out/c"], "'model.rnn.hidden_size' must be greater than 0",
          absent=["{ws}/out/c"]),
     Case("train-zero-size", ["train", "{ws}/tiny.yaml", "--set", "train.batch_tokens=0"],
          "'train.batch_tokens' must be greater than 0"),
     Case("train-unknown-kind", ["train", "{ws}/tiny.yaml", "--set", "model.kind=transformerx"],
          "'model.kind' must be"),
     Case("train-unknown-key", ["train", "{ws}/tiny.yaml", "--set", "model.hiden_size=8"],
-         "did you mean 'model.hidden_size'"),
+         "did you mean 'model.rnn.hidden_size'"),
     Case("train-batch-tokens-too-small", ["train", "{ws}/tiny.yaml", "--set", "train.batch_tokens=10"],
          "smaller than the longest allowed sentence"),
     Case("train-nan-lr", ["train", "{ws}/tiny.yaml", "--set", "train.lr=.nan"], "finite"),
-    Case("train-bad-set", ["train", "{ws}/tiny.yaml", "--set", "model.hidden_size"], "KEY=VALUE"),
+    Case("train-bad-set", ["train", "{ws}/tiny.yaml", "--set", "model.rnn.hidden_size"], "KEY=VALUE"),
     Case("train-yaml-python-tag", ["train", "{ws}/pytag.yaml", "--run-dir", "{ws}/out/d"],
          "YAML tag refused", absent=[MARK, "{ws}/out/d"]),
     Case("train-empty-after-filtering", ["train", "{ws}/tiny.yaml", "--set", "data.max_length=1",
@@ -162,7 +162,7 @@ def build_workspace(ws: Path, trained_run: Path) -> None:
     shutil.rmtree(runs / "notok" / "tokenizer")
     rewrite_checkpoint(runs / "vocab" / "checkpoints" / "best.pt",
                        lambda s: s["vocab"].update(tokenizer="0123456789abcdef"))
-    edit_run_config(runs / "modelcfg", "model", hidden_size=64)
+    edit_run_config(runs / "modelcfg", "model", rnn={"hidden_size": 64})
     hostile = write_hostile_checkpoints(ws / "hostile", ws / "PWNED")
     for name in ("best.pt", "last.pt"):
         shutil.copy(hostile["torch-zip"], runs / "evilzip" / "checkpoints" / name)
@@ -198,7 +198,7 @@ def test_bad_input(battery, case):
 def test_refused_resume_left_the_run_as_it_was(battery):
     ws, _ = battery
     assert yaml.safe_load((ws / "runs" / "resume" / "config.yaml").read_text())["model"][
-        "hidden_size"] == 32
+        "rnn"]["hidden_size"] == 32
 
 
 def test_debug_shows_the_traceback(battery):

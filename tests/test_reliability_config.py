@@ -9,8 +9,8 @@ from reliability_support import user_error
 
 from seqattn.config import config_from_dict, load_config
 from seqattn.evaluate import evaluate
-from seqattn.textio import run_translate
 from seqattn.train import train
+from seqattn.translate import run_translate
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -37,10 +37,10 @@ def test_config_path_problems(tmp_path):
 
 
 @pytest.mark.parametrize("section, key, value, expected", [
-    ("model", "hidden_size", -8, "greater than 0"),
-    ("model", "hidden_size", 0, "greater than 0"),
+    ("model", "rnn.hidden_size", -8, "greater than 0"),
+    ("model", "rnn.hidden_size", 0, "greater than 0"),
     ("model", "embedding_size", 0, "greater than 0"),
-    ("model", "num_layers", -1, "greater than 0"),
+    ("model", "rnn.num_layers", -1, "greater than 0"),
     ("tokenizer", "vocab_size", 0, "greater than 0"),
     ("train", "batch_tokens", 0, "greater than 0"),
     ("train", "batch_tokens", -400, "greater than 0"),
@@ -52,20 +52,24 @@ def test_config_path_problems(tmp_path):
     ("model", "dropout", -0.1, "0 or more"),
     ("model", "dropout", 1.5, "at most 1"),
     ("model", "kind", "transformerx", "must be"),
-    ("model", "cell", "rnn", "must be"),
-    ("model", "hidden_size", "big", "must be an integer"),
-    ("model", "hidden_size", 32.5, "must be an integer"),
-    ("model", "bidirectional", "yes", "must be true/false"),
+    ("model", "rnn.cell", "rnn", "must be"),
+    ("model", "rnn.hidden_size", "big", "must be an integer"),
+    ("model", "rnn.hidden_size", 32.5, "must be an integer"),
+    ("model", "rnn.bidirectional", "yes", "must be true/false"),
     ("train", "lr", float("nan"), "finite"),
     ("train", "lr", float("inf"), "finite"),
     ("train", "lr", 10**400, "too large"),
     ("train", "max_steps", 10**30, "too large"),
-    ("model", "hiden_size", 32, "did you mean 'model.hidden_size'"),
+    ("model", "hiden_size", 32, "did you mean 'model.rnn.hidden_size'"),
     ("train", "batch_tokens", 20, "smaller than the longest allowed sentence"),
-    ("model", "hidden_size", 33, "must be even"),
+    ("model", "rnn.hidden_size", 33, "must be even"),
 ])
 def test_bad_values_name_the_key(toy_corpus, section, key, value, expected):
-    values = tiny_config_dict(toy_corpus, **{section: {key: value}})
+    *path, last = key.split(".")  # rnn.hidden_size: the key inside its section
+    nested = {last: value}
+    for part in reversed(path):
+        nested = {part: nested}
+    values = tiny_config_dict(toy_corpus, **{section: nested})
     message = user_error(config_from_dict, values, "my.yaml")
     assert expected in message and "(my.yaml)" in message
     if "did you mean" not in expected and "longest" not in expected and "even" not in expected:
@@ -73,7 +77,7 @@ def test_bad_values_name_the_key(toy_corpus, section, key, value, expected):
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("model.hidden_size", "needs KEY=VALUE"),
+    ("model.rnn.hidden_size", "needs KEY=VALUE"),
     ("=3", "empty key"),
     ("model..kind=luong", "empty key"),
     ("model=3", "'model' must be a mapping"),
@@ -124,14 +128,14 @@ def test_existing_run_needs_resume_or_overwrite(trained_run, tmp_path):
 
 @pytest.mark.parametrize("where", ["folder", "below-a-file", "missing-parent"])
 def test_unwritable_output_fails_before_any_work(trained_run, tmp_path, where, monkeypatch):
-    import seqattn.translate
+    import seqattn.api
 
     target = {"folder": tmp_path,
               "below-a-file": tmp_path / "afile" / "out.txt",
               "missing-parent": tmp_path / "no" / "such" / "out.txt"}[where]
     (tmp_path / "afile").write_text("x")
     loaded = []
-    monkeypatch.setattr(seqattn.translate.Translator, "__init__",
+    monkeypatch.setattr(seqattn.api.Translator, "__init__",
                         lambda *a, **k: loaded.append(1) or None)
     user_error(run_translate, trained_run, "-", None, 1, None, target, None, "strict", None)
     user_error(evaluate, trained_run, output=target)

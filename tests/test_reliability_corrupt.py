@@ -11,10 +11,10 @@ import torch
 import yaml
 from reliability_support import copy_run, edit_run_config, rewrite_checkpoint, truncate, user_error
 
+from seqattn.api import Translator
 from seqattn.checkpoint import load_checkpoint
 from seqattn.config import config_from_dict
 from seqattn.train import train
-from seqattn.translate import Translator
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_checkpoint_from_another_vocabulary(run):
 
 
 def test_checkpoint_from_another_model_config(run):
-    edit_run_config(run, "model", hidden_size=64)
+    edit_run_config(run, "model", rnn={"hidden_size": 64})
     assert "model config differs" in user_error(Translator, run)
 
 
@@ -135,7 +135,7 @@ def test_resume_with_missing_tokenizer_does_not_train_a_new_one(run):
 def test_resume_with_another_model_config_keeps_the_runs_config(run):
     config = run_config(run)
     other = config_from_dict({**yaml.safe_load((run / "config.yaml").read_text()),
-                              "model": {**vars(config.model), "hidden_size": 64}})
+                              "model": {"kind": config.model.kind, "rnn": {"hidden_size": 64}}})
     before = snapshot(run)
     assert "model config differs" in user_error(train, other, run, resume=True, say=lambda *_: None)
     assert snapshot(run) == before

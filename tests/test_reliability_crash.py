@@ -27,7 +27,7 @@ CRASH_RUN = {"max_steps": 100000, "save_every": SAVE_EVERY, "valid_every": 3, "l
 # seqattn.checkpoint calls are wrapped; its own write logic runs unchanged.
 DIE_MID_WRITE = r"""
 import os, signal, sys, tempfile, types
-import seqattn.checkpoint as ck
+import seqattn.files as ck
 from seqattn.cli import entry
 
 die_at = int(sys.argv[1])

@@ -11,11 +11,12 @@ import reliability_support  # noqa: F401  (one torch thread for the tiny models)
 from conftest import tiny_config_dict
 from typer.testing import CliRunner
 
-import seqattn.checkpoint as ck
-from seqattn.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+import seqattn.files as ck
+from seqattn.checkpoint import load_checkpoint, save_checkpoint
 from seqattn.cli import app
 from seqattn.config import config_from_dict
 from seqattn.errors import UserError
+from seqattn.files import atomic_write_text
 from seqattn.train import Trainer, train
 
 

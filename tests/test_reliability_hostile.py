@@ -10,10 +10,10 @@ import re
 import pytest
 from reliability_support import REPO, Payload, copy_run, write_hostile_checkpoints
 
+from seqattn.api import Translator
 from seqattn.checkpoint import load_checkpoint
 from seqattn.config import load_config
 from seqattn.errors import UserError
-from seqattn.translate import Translator
 
 
 def test_the_payload_is_live(tmp_path):

@@ -11,6 +11,7 @@ import reliability_support  # noqa: F401  (one torch thread for the tiny models)
 import torch
 from conftest import tiny_config_dict
 
+from seqattn import training_step
 from seqattn.checkpoint import load_checkpoint
 from seqattn.config import config_from_dict
 from seqattn.errors import RunFailed
@@ -20,16 +21,16 @@ QUIET = {"log_every": 1, "valid_every": 1000, "save_every": 5, "max_bad_steps": 
 
 
 def poison_loss(monkeypatch, bad) -> list[int]:
-    """Make Trainer._loss non-finite on the calls (1-based) for which bad(call) is true."""
-    original = Trainer._loss
+    """Make the training step's loss non-finite on the calls (1-based) for which bad(call) is true."""
+    original = training_step.batch_loss
     calls = [0]
 
-    def loss(self, batch):
+    def loss(model, batch, cfg):
         calls[0] += 1
-        value, tokens = original(self, batch)
-        return (value * math.nan if bad(calls[0]) else value), tokens
+        value = original(model, batch, cfg)
+        return value * math.nan if bad(calls[0]) else value
 
-    monkeypatch.setattr(Trainer, "_loss", loss)
+    monkeypatch.setattr(training_step, "batch_loss", loss)
     return calls
 
 
@@ -75,18 +76,18 @@ def test_occasional_nan_is_skipped_counted_and_training_goes_on(tmp_path, toy_co
 def test_inf_gradient_with_finite_loss_is_skipped_without_touching_weights(
         tmp_path, toy_corpus, monkeypatch):
     """A finite loss whose gradient is NaN (d/du sqrt(u) at 0): the optimizer must not step."""
-    original = Trainer._loss
+    original = training_step.batch_loss
     calls = [0]
 
-    def loss(self, batch):
+    def loss(model, batch, cfg):
         calls[0] += 1
-        value, tokens = original(self, batch)
+        value = original(model, batch, cfg)
         if calls[0] == 2:
-            weight = next(self.model.parameters())
+            weight = next(model.parameters())
             value = value + torch.sqrt(weight.sum() * 0.0)  # value unchanged, gradient NaN
-        return value, tokens
+        return value
 
-    monkeypatch.setattr(Trainer, "_loss", loss)
+    monkeypatch.setattr(training_step, "batch_loss", loss)
     seen = {}
     original_step = Trainer._train_step
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from seqattn.config import Config, config_from_dict, iter_keys
 from seqattn.errors import UserError
-from seqattn.textio import decode_lines
+from seqattn.translate import decode_lines
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -24,7 +24,7 @@ LINE = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\n"
 
 @pytest.fixture(scope="module")
 def translator(trained_run):
-    from seqattn.translate import Translator
+    from seqattn.api import Translator
 
     return Translator(trained_run)
 
@@ -70,8 +70,8 @@ SCALAR = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-3, max_value=600),
     st.sampled_from([math.nan, math.inf, -math.inf, 10**400, -(10**400), 2**63, 0, -1, 0.0, 1e-3]),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-    st.sampled_from(["seq2seq", "bahdanau", "luong", "lstm", "gru", "bpe", "unigram", "auto",
-                     "cpu", "adam", "plateau", "bleu", "dot", "train", "json", ""]),
+    st.sampled_from(["seq2seq", "bahdanau", "luong", "transformer", "pre", "learned", "lstm", "gru",
+                     "bpe", "unigram", "auto", "cpu", "adam", "plateau", "bleu", "dot", "train", "json", ""]),
 )
 VALUE = st.recursive(SCALAR, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
@@ -83,16 +83,27 @@ def config_dicts(draw):
     """Mostly real keys with random values, sometimes random keys or shapes."""
     values: dict = {}
     for dotted in draw(st.lists(st.sampled_from(KEYS), max_size=8)):
-        section, key = dotted.split(".", 1)
-        values.setdefault(section, {})[key] = draw(VALUE)
+        set_path(values, dotted, draw(VALUE))
     if draw(st.booleans()):
         values[draw(st.one_of(st.sampled_from(SECTIONS), st.text(max_size=8)))] = draw(VALUE)
     return values
 
 
+def set_path(values: dict, dotted: str, value) -> None:
+    """values['model']['rnn']['cell'] = value for 'model.rnn.cell' (sections created as needed)."""
+    *path, last = dotted.split(".")
+    node = values
+    for part in path:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[last] = value
+
+
 def one_key(dotted: str, value) -> dict:
-    section, key = dotted.split(".", 1)
-    return {section: {key: value}}
+    values: dict = {}
+    set_path(values, dotted, value)
+    return values
 
 
 # One key at a time: nothing else in the dict can fail first and hide a value that slips through.
@@ -117,7 +128,8 @@ def test_config_from_dict_gives_config_or_user_error(values):
         return
     assert isinstance(config, Config)
     for dotted, _, _ in iter_keys():  # whatever was accepted is usable: finite numbers
-        section, key = dotted.split(".", 1)
-        value = getattr(getattr(config, section), key)
+        value = config
+        for part in dotted.split("."):
+            value = getattr(value, part)
         if isinstance(value, float):
             assert math.isfinite(value), dotted

@@ -7,7 +7,7 @@ import pytest
 import reliability_support  # noqa: F401  (one torch thread for the tiny models)
 
 from seqattn.errors import UserError
-from seqattn.textio import decode_lines, read_input
+from seqattn.translate import decode_lines, read_input
 
 
 def strict_error(data: bytes) -> str:
@@ -70,7 +70,7 @@ def test_input_file_problems(tmp_path):
 
 
 def test_translator_keeps_line_count_and_order_on_odd_lines(trained_run):
-    from seqattn.translate import Translator
+    from seqattn.api import Translator
 
     translator = Translator(trained_run)
     data = (b"ka lo\n\xff\n\x00\n\n   \n" + "mi\u2028ne\n".encode() + b"\x01\x02\n"

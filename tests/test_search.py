@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqattn.config import ModelConfig
+from seqattn.config import model_config
 from seqattn.models import build_model
 from seqattn.search import beam_search, decode, greedy_search, length_penalty, max_output_lengths
 from seqattn.tokenizer import EOS_ID
@@ -17,7 +17,7 @@ VOCAB = 20
 def trained_copy_model(kind: str):
     """A small model trained briefly to copy, so that searches make non-trivial choices."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, embedding_size=16, hidden_size=32, dropout=0.0),
+    model = build_model(model_config(kind=kind, embedding_size=16, rnn={"hidden_size": 32}, dropout=0.0),
                         VOCAB, VOCAB)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     g = torch.Generator().manual_seed(0)

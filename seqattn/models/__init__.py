@@ -1,17 +1,43 @@
-"""Model kinds and the one factory that builds them."""
+"""Model kinds and the one factory that builds them, each from its parts, in plain sight."""
 
 from __future__ import annotations
 
-from seqattn.config import ModelConfig
-from seqattn.models.bahdanau import Bahdanau
-from seqattn.models.base import DecoderState, EncoderDecoder
-from seqattn.models.luong import Luong
-from seqattn.models.seq2seq import Seq2Seq
+from collections.abc import Callable
 
-MODEL_KINDS: dict[str, type[EncoderDecoder]] = {
-    "seq2seq": Seq2Seq,
-    "bahdanau": Bahdanau,
-    "luong": Luong,
+from seqattn.config import ModelConfig
+from seqattn.models.bahdanau import BahdanauDecoder
+from seqattn.models.encoder_decoder import EncoderDecoder, make_embeddings
+from seqattn.models.luong import LuongDecoder
+from seqattn.models.no_attention import FixedContextDecoder
+from seqattn.models.output import Generator
+from seqattn.models.protocol import DecoderState, Seq2SeqModel
+from seqattn.models.rnn import RNNEncoder
+
+RNN_DECODERS = {"seq2seq": FixedContextDecoder, "bahdanau": BahdanauDecoder, "luong": LuongDecoder}
+
+
+def build_rnn_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> EncoderDecoder:
+    """A recurrent encoder and one of the three RNN decoders."""
+    src_embed, tgt_embed = make_embeddings(src_vocab_size, tgt_vocab_size, cfg.embedding_size,
+                                           cfg.share_embeddings)
+    encoder = RNNEncoder(src_embed, cfg.rnn, cfg.dropout)
+    decoder = RNN_DECODERS[cfg.kind](tgt_embed, cfg)
+    generator = Generator(decoder.output_size, tgt_vocab_size,
+                          tgt_embed if cfg.tie_embeddings else None)
+    return EncoderDecoder(src_embed, tgt_embed, encoder, decoder, generator)
+
+
+def build_transformer(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> EncoderDecoder:
+    from seqattn.models.transformer import build_transformer as build
+
+    return build(cfg, src_vocab_size, tgt_vocab_size)
+
+
+MODEL_KINDS: dict[str, Callable[[ModelConfig, int, int], EncoderDecoder]] = {
+    "seq2seq": build_rnn_model,
+    "bahdanau": build_rnn_model,
+    "luong": build_rnn_model,
+    "transformer": build_transformer,
 }
 
 
@@ -20,4 +46,4 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> E
     return MODEL_KINDS[cfg.kind](cfg, src_vocab_size, tgt_vocab_size)
 
 
-__all__ = ["MODEL_KINDS", "DecoderState", "EncoderDecoder", "build_model"]
+__all__ = ["MODEL_KINDS", "DecoderState", "EncoderDecoder", "Seq2SeqModel", "build_model"]
