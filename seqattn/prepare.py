@@ -38,27 +38,7 @@ def prepare(config: Config, run_dir: Path, with_valid: bool = True,
     corpus = load_train_corpus(data)
     loaded = time.perf_counter()
     run = RunDir(run_dir)
-    folder = run.tokenizer
-    meta = read_meta(folder)
-    if meta is not None and meta.get("config") == asdict(config.tokenizer) \
-            and meta.get("data") == corpus.identity:
-        tokenizer = Tokenizer.load(folder)
-    elif meta is None and not allow_retrain:
-        raise UserError("tokenizer missing", str(folder),
-                        "restore the run's tokenizer folder, or start again with --overwrite")
-    elif not allow_retrain:
-        raise UserError("the run's tokenizer does not match this config or data", str(folder),
-                        "resume with the config the run was started with, or use --overwrite")
-    else:
-        texts = [(s, t) for s, t in zip(corpus.src, corpus.tgt) if s.strip() and t.strip()]
-        if not texts:
-            raise UserError("the training split has no sentence pairs",
-                            f"data.path={data.path}, split {data.train_split}",
-                            "check data.src_lang/tgt_lang and the files")
-        say(f"training SentencePiece {config.tokenizer.type} ({config.tokenizer.vocab_size} pieces, "
-            f"{'joint' if config.tokenizer.joint else 'per side'}) on {len(texts)} pairs")
-        tokenizer = train_tokenizer(config.tokenizer, [s for s, _ in texts],
-                                    [t for _, t in texts], folder, corpus.identity)
+    tokenizer = _tokenizer_for(config, corpus, run, allow_retrain, say)
     tokenized = time.perf_counter()
     train = encode_corpus(corpus, tokenizer, run.cache, max_length=data.max_length)
     if len(train) == 0:
@@ -87,6 +67,33 @@ def prepare(config: Config, run_dir: Path, with_valid: bool = True,
         "seconds_total": time.perf_counter() - started,
     }
     return Prepared(tokenizer, train, valid, stats)
+
+
+def _tokenizer_for(config: Config, corpus: Corpus, run: RunDir, allow_retrain: bool, say) -> Tokenizer:
+    """The run's tokenizer when it matches the config and data; else (if allowed) a new one."""
+    data = config.data
+    folder = run.tokenizer
+    meta = read_meta(folder)
+    if meta is not None and meta.get("config") == asdict(config.tokenizer) \
+            and meta.get("data") == corpus.identity:
+        tokenizer = Tokenizer.load(folder)
+    elif meta is None and not allow_retrain:
+        raise UserError("tokenizer missing", str(folder),
+                        "restore the run's tokenizer folder, or start again with --overwrite")
+    elif not allow_retrain:
+        raise UserError("the run's tokenizer does not match this config or data", str(folder),
+                        "resume with the config the run was started with, or use --overwrite")
+    else:
+        texts = [(s, t) for s, t in zip(corpus.src, corpus.tgt) if s.strip() and t.strip()]
+        if not texts:
+            raise UserError("the training split has no sentence pairs",
+                            f"data.path={data.path}, split {data.train_split}",
+                            "check data.src_lang/tgt_lang and the files")
+        say(f"training SentencePiece {config.tokenizer.type} ({config.tokenizer.vocab_size} pieces, "
+            f"{'joint' if config.tokenizer.joint else 'per side'}) on {len(texts)} pairs")
+        tokenizer = train_tokenizer(config.tokenizer, [s for s, _ in texts],
+                                    [t for _, t in texts], folder, corpus.identity)
+    return tokenizer
 
 
 def describe(stats: dict) -> str:

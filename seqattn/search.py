@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from seqattn.data import collate, sentence_batches
-from seqattn.models.protocol import Seq2SeqModel
+from seqattn.models.protocol import DecoderState, Seq2SeqModel
 from seqattn.tokenizer import BOS_ID, EOS_ID
 
 
@@ -24,7 +24,7 @@ class Hypothesis:
     tokens: list[int]  # output ids, without EOS
     score: float  # log-probability divided by the GNMT length penalty
     log_prob: float
-    attention: np.ndarray | None  # [steps, source length]: one row per output token (+ EOS)
+    attention: np.ndarray | None  # [steps, ..., source length]: a row per output token (+ EOS)
     ended: bool  # True when it ended in EOS, False when it hit the length limit
 
 
@@ -46,7 +46,7 @@ def _restricted(model: Seq2SeqModel, vocab: torch.Tensor | None):
 def _finish(tokens: list[int], log_prob: float, attention: torch.Tensor | None, src_len: int,
             alpha: float, ended: bool) -> Hypothesis:
     steps = len(tokens) + (1 if ended else 0)
-    attn = None if attention is None else attention[:steps, :src_len].float().cpu().numpy()
+    attn = None if attention is None else attention[:steps, ..., :src_len].float().cpu().numpy()
     return Hypothesis(tokens, log_prob / length_penalty(steps, alpha), log_prob, attn, ended)
 
 
@@ -81,7 +81,7 @@ def _greedy(model, src, src_lengths, max_lengths, alpha, return_attention, vocab
         log_probs = log_probs + best_lp
         tokens = torch.cat([tokens, prev[:, None]], dim=1)
         if return_attention and state.attention is not None:
-            step_attn = state.attention[:, None, :]
+            step_attn = state.attention[:, None]  # [N, 1, ..., S]
             attn = step_attn if attn is None else torch.cat([attn, step_attn], dim=1)
         done = (prev == EOS_ID) | (t + 1 >= limit[alive])
         if bool(done.any()):
@@ -117,78 +117,112 @@ def beam_search(model: Seq2SeqModel, src: torch.Tensor, src_lengths: torch.Tenso
                      return_attention, vocab)
 
 
+@dataclass
+class _Beams:
+    """The hypotheses still growing: K rows per sentence that is not done."""
+
+    alive: torch.Tensor  # [N] the original sentence of each group of K rows
+    scores: torch.Tensor  # [N, K] log-probabilities so far
+    tokens: torch.Tensor  # [N*K, t] output so far
+    prev: torch.Tensor  # [N*K] the last token (before the first step: [N] BOS)
+    attention: torch.Tensor | None  # [N*K, t, ..., S] when asked for
+    state: DecoderState
+
+    def rows(self, keep: torch.Tensor, k: int) -> _Beams:
+        """Only the sentences `keep` [M] (positions among the N), with all their K rows."""
+        rows = (keep[:, None] * k + torch.arange(k, device=keep.device)[None, :]).flatten()
+        return _Beams(self.alive[keep], self.scores[keep], self.tokens[rows], self.prev[rows],
+                      None if self.attention is None else self.attention[rows],
+                      self.state.select(rows))
+
+
 def _beam(model, src, src_lengths, beam_size, max_lengths, alpha, nbest, return_attention, vocab):
     device, batch, k = src.device, src.size(0), beam_size
-    state = model.encode(src, src_lengths)  # [N]
-    alive = torch.arange(batch, device=device)  # original sentence of each active row group
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: keep only the first
-    tokens = torch.empty(batch * k, 0, dtype=torch.long, device=device)
-    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
-    attn = None
+    beams = _Beams(torch.arange(batch, device=device), scores,
+                   torch.empty(batch * k, 0, dtype=torch.long, device=device),
+                   torch.full((batch,), BOS_ID, dtype=torch.long, device=device), None,
+                   model.encode(src, src_lengths))
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    limit = max_lengths.to(device)
-    lengths = src_lengths.tolist()
+    limit, lengths = max_lengths.to(device), src_lengths.tolist()
     for t in range(int(max_lengths.max())):
-        n = alive.numel()
-        step_lp, state = model.step(prev, state)  # [N*K, V]
+        step_lp, state = model.step(beams.prev, beams.state)  # [N*K, V]
         if t == 0:  # the K beams of a sentence are still one: the first step ran once per sentence
-            beams = torch.arange(batch, device=device).repeat_interleave(k)
-            step_lp, state = step_lp.index_select(0, beams), state.select(beams)
-        width = step_lp.size(-1)  # the vocabulary, or the shortlist
-        candidates = (scores.view(-1, 1) + step_lp).view(n, k * width)
-        top_scores, top_index = candidates.topk(min(2 * k, k * width), dim=1)  # [N, 2K]
-        origin = top_index // width + (torch.arange(n, device=device) * k)[:, None]  # rows
-        top_tokens = top_index % width
-        if vocab is not None:
-            top_tokens = vocab[top_tokens]  # shortlist position -> target id
+            first = torch.arange(batch, device=device).repeat_interleave(k)
+            step_lp, state = step_lp.index_select(0, first), state.select(first)
+        top_scores, origin, top_tokens = _candidates(beams.scores, step_lp, k, vocab)
         step_attn = state.attention if return_attention else None
-        is_eos = top_tokens == EOS_ID
-        at_limit = (t + 1 >= limit[alive])  # [N]
-        # EOS candidates ranked inside the top K end a hypothesis.
-        ends = is_eos & (torch.arange(top_tokens.size(1), device=device) < k)[None, :]
-        ends &= top_scores > float("-inf")
-        ending = ends.nonzero().tolist()
-        if ending:  # Python lists once per step, not a tensor lookup per hypothesis
-            origin_l, scores_l, alive_l = origin.tolist(), top_scores.tolist(), alive.tolist()
-            for sent, j in ending:
-                row = origin_l[sent][j]
-                finished[alive_l[sent]].append(_finish(
-                    tokens[row].tolist(), scores_l[sent][j], _history(attn, step_attn, row),
-                    lengths[alive_l[sent]], alpha, ended=True))
-        # Continue with the best K candidates that are not EOS.
-        not_eos = ~is_eos
-        rank = not_eos.cumsum(dim=1)
-        chosen = not_eos & (rank <= k)  # exactly K per sentence (at most K EOS among 2K)
-        sel = chosen.nonzero()[:, 1].view(n, k)
-        scores = top_scores.gather(1, sel)  # [N, K]
-        rows = origin.gather(1, sel).flatten()  # [N*K]
-        prev = top_tokens.gather(1, sel).flatten()
-        tokens = torch.cat([tokens[rows], prev[:, None]], dim=1)
-        if step_attn is not None:
-            new = step_attn[rows][:, None, :]
-            attn = new if attn is None else torch.cat([attn[rows], new], dim=1)
-        state = state.reorder_beams(rows)  # rows stay within their sentence's beams
-        # Sentences at their limit end with their alive beams; others end with K finished.
-        alive_l = alive.tolist()
-        counts = torch.tensor([len(finished[s]) for s in alive_l], device=device)
-        done = at_limit | (counts >= k)
-        for sent in (at_limit & (counts < k)).nonzero().flatten().tolist():
-            for j, score in enumerate(scores[sent].tolist()):
-                row = sent * k + j
-                if score > float("-inf"):
-                    finished[alive_l[sent]].append(_finish(
-                        tokens[row].tolist(), score, None if attn is None else attn[row],
-                        lengths[alive_l[sent]], alpha, ended=False))
+        ended = _eos_hypotheses(beams, top_scores, origin, top_tokens, step_attn, k)
+        for sent, tokens, score, attention in ended:
+            finished[sent].append(_finish(tokens, score, attention, lengths[sent], alpha, True))
+        beams = _extend(beams, state, top_scores, origin, top_tokens, step_attn, k)
+        done = _end_at_limit(beams, finished, t + 1 >= limit[beams.alive], k, lengths, alpha)
         if bool(done.any()):
             keep = (~done).nonzero().flatten()
             if keep.numel() == 0:
                 break
-            rows = (keep[:, None] * k + torch.arange(k, device=device)[None, :]).flatten()
-            state, alive, scores = state.select(rows), alive[keep], scores[keep]
-            tokens, prev = tokens[rows], prev[rows]
-            attn = None if attn is None else attn[rows]
+            beams = beams.rows(keep, k)
     return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]
+
+
+def _candidates(scores: torch.Tensor, step_lp: torch.Tensor, k: int, vocab: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The best 2K continuations per sentence: scores [N, 2K], source rows [N, 2K], tokens."""
+    n, width = scores.size(0), step_lp.size(-1)  # width: the vocabulary, or the shortlist
+    candidates = (scores.view(-1, 1) + step_lp).view(n, k * width)
+    top_scores, top_index = candidates.topk(min(2 * k, k * width), dim=1)  # [N, 2K]
+    origin = top_index // width + (torch.arange(n, device=scores.device) * k)[:, None]  # rows
+    top_tokens = top_index % width
+    if vocab is not None:
+        top_tokens = vocab[top_tokens]  # shortlist position -> target id
+    return top_scores, origin, top_tokens
+
+
+def _eos_hypotheses(beams: _Beams, top_scores, origin, top_tokens, step_attn, k: int) -> list:
+    """(sentence, tokens, score, attention) of each EOS candidate ranked inside the top K."""
+    ends = (top_tokens == EOS_ID) & (torch.arange(top_tokens.size(1), device=origin.device) < k)
+    ends &= top_scores > float("-inf")
+    ending = ends.nonzero().tolist()
+    if not ending:
+        return []
+    # Python lists once per step, not a tensor lookup per hypothesis
+    origin_l, scores_l, alive_l = origin.tolist(), top_scores.tolist(), beams.alive.tolist()
+    return [(alive_l[sent], beams.tokens[origin_l[sent][j]].tolist(), scores_l[sent][j],
+             _history(beams.attention, step_attn, origin_l[sent][j])) for sent, j in ending]
+
+
+def _extend(beams: _Beams, state, top_scores, origin, top_tokens, step_attn, k: int) -> _Beams:
+    """Continue with the best K candidates of each sentence that are not EOS."""
+    not_eos = top_tokens != EOS_ID
+    chosen = not_eos & (not_eos.cumsum(dim=1) <= k)  # exactly K per sentence (<= K EOS in 2K)
+    sel = chosen.nonzero()[:, 1].view(origin.size(0), k)
+    rows = origin.gather(1, sel).flatten()  # [N*K]
+    prev = top_tokens.gather(1, sel).flatten()
+    attention = beams.attention
+    if step_attn is not None:
+        new = step_attn[rows][:, None]
+        attention = new if attention is None else torch.cat([attention[rows], new], dim=1)
+    return _Beams(beams.alive, top_scores.gather(1, sel), torch.cat([beams.tokens[rows],
+                  prev[:, None]], dim=1), prev, attention,
+                  state.reorder_beams(rows))  # rows stay within their sentence's beams
+
+
+def _end_at_limit(beams: _Beams, finished: list, at_limit: torch.Tensor, k: int,
+                  lengths: list[int], alpha: float) -> torch.Tensor:
+    """Sentences at their length limit end with their alive beams; others end once K hypotheses
+    finished. Returns which of the N sentences are done."""
+    alive_l = beams.alive.tolist()
+    counts = torch.tensor([len(finished[s]) for s in alive_l], device=at_limit.device)
+    for sent in (at_limit & (counts < k)).nonzero().flatten().tolist():
+        for j, score in enumerate(beams.scores[sent].tolist()):
+            row = sent * k + j
+            if score > float("-inf"):
+                attention = None if beams.attention is None else beams.attention[row]
+                finished[alive_l[sent]].append(_finish(
+                    beams.tokens[row].tolist(), score, attention, lengths[alive_l[sent]],
+                    alpha, ended=False))
+    return at_limit | (counts >= k)
 
 
 def _history(attn: torch.Tensor | None, step_attn: torch.Tensor | None,
