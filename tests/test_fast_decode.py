@@ -16,7 +16,7 @@ from seqattn.rundir import RunDir
 from seqattn.search import decode
 from seqattn.shortlist import build_table
 from seqattn.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from tests.test_search import VOCAB, sources, trained_copy_model
+from tests.test_search import TINY_TRANSFORMER, VOCAB, sources, trained_copy_model
 
 
 def run(model, srcs, beam, shortlist=None):
@@ -24,7 +24,7 @@ def run(model, srcs, beam, shortlist=None):
                   batch_size=4, device=torch.device("cpu"), shortlist=shortlist)
 
 
-@pytest.fixture(scope="module", params=["seq2seq", "bahdanau", "luong"])
+@pytest.fixture(scope="module", params=["seq2seq", "bahdanau", "luong", "transformer"])
 def model(request):
     return trained_copy_model(request.param)
 
@@ -87,12 +87,12 @@ def test_the_lexical_table_ranks_the_aligned_word_first():
     assert 32 not in ids.tolist()  # not a candidate of any source piece in the batch
 
 
-@pytest.mark.parametrize("kind", ["seq2seq", "bahdanau", "luong"])
+@pytest.mark.parametrize("kind", ["seq2seq", "bahdanau", "luong", "transformer"])
 @pytest.mark.parametrize("tied", [False, True])
 def test_int8_steps_stay_close_to_fp32(kind, tied):
     torch.manual_seed(0)
     model = build_model(model_config(kind=kind, embedding_size=32, rnn={"hidden_size": 64}, dropout=0.0,
-                                    tie_embeddings=tied), 50, 50).eval()
+                                    tie_embeddings=tied, transformer=TINY_TRANSFORMER), 50, 50).eval()
     fast = quantize_int8(model)
     assert any(type(m).__name__ == "Int8Linear" for m in fast.modules())
     assert not any(type(m).__name__ == "Int8Linear" for m in model.modules())  # a copy
@@ -108,7 +108,8 @@ def test_int8_steps_stay_close_to_fp32(kind, tied):
             approx, fast_state = fast.step(prev, fast_state)
     assert approx.shape == exact.shape
     assert (approx.exp().sum(-1) - 1).abs().max() < 1e-4
-    assert (approx - exact).abs().max() < 0.05  # log-probabilities; int8 weights, ~1% error
+    # log-probabilities; int8 weights, ~1% error per product (a Transformer chains more of them)
+    assert (approx - exact).abs().max() < (0.1 if kind == "transformer" else 0.05)
 
 
 def test_int8_decoding_agrees_with_fp32(model):
@@ -147,6 +148,8 @@ def test_shortlist_per_source_is_bounded(tiny_config):
 def test_a_frozen_token_table_gives_the_same_steps(model):
     import copy
 
+    if not hasattr(model.decoder, "freeze_token_table"):
+        pytest.skip("only RNN decoders project token embeddings to gates")
     frozen = copy.deepcopy(model)
     frozen.decoder.freeze_token_table()
     src = torch.randint(4, VOCAB, (5, 6))

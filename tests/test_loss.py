@@ -93,11 +93,12 @@ def test_linear_loss_without_gradients_gives_the_value_only():
     torch.testing.assert_close(value, reference.detach())
 
 
-@pytest.mark.parametrize("kind, tied", [("seq2seq", False), ("bahdanau", True),
-                                        ("bahdanau", False), ("luong", True)])
+@pytest.mark.parametrize("kind, tied", [("seq2seq", False), ("bahdanau", True), ("bahdanau", False),
+                                        ("luong", True), ("transformer", True)])
 def test_teacher_forced_loss_is_the_logits_loss(kind, tied):
     """The fused output layer gives the model's own logits' loss and gradients."""
     cfg = model_config(kind=kind, embedding_size=12, rnn={"hidden_size": 16}, dropout=0.0,
+                       transformer={"heads": 2, "ff_size": 16, "attention_dropout": 0.0},
                        tie_embeddings=tied, share_embeddings=tied)
     torch.manual_seed(2)
     model = build_model(cfg, 23, 23)

@@ -14,11 +14,15 @@ from seqattn.tokenizer import EOS_ID
 VOCAB = 20
 
 
+TINY_TRANSFORMER = {"encoder_layers": 1, "decoder_layers": 2, "heads": 2, "ff_size": 32,
+                    "attention_dropout": 0.0}
+
+
 def trained_copy_model(kind: str):
     """A small model trained briefly to copy, so that searches make non-trivial choices."""
     torch.manual_seed(0)
-    model = build_model(model_config(kind=kind, embedding_size=16, rnn={"hidden_size": 32}, dropout=0.0),
-                        VOCAB, VOCAB)
+    model = build_model(model_config(kind=kind, embedding_size=16, rnn={"hidden_size": 32}, dropout=0.0,
+                                     transformer=TINY_TRANSFORMER), VOCAB, VOCAB)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     g = torch.Generator().manual_seed(0)
     for _ in range(60):
@@ -34,7 +38,7 @@ def trained_copy_model(kind: str):
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=["seq2seq", "bahdanau", "luong"])
+@pytest.fixture(scope="module", params=["seq2seq", "bahdanau", "luong", "transformer"])
 def model(request):
     return trained_copy_model(request.param)
 
@@ -103,8 +107,9 @@ def test_attention_of_chosen_hypotheses(model):
                 assert h.attention is None
                 continue
             steps = len(h.tokens) + (1 if h.ended else 0)
-            assert h.attention.shape == (steps, len(src) + 1)
-            np.testing.assert_allclose(h.attention.sum(axis=1), 1.0, atol=1e-5)
+            assert h.attention.shape[0] == steps and h.attention.shape[-1] == len(src) + 1
+            # [steps, S] (RNN) or [steps, layers, heads, S] (Transformer): every row sums to one
+            np.testing.assert_allclose(h.attention.sum(axis=-1), 1.0, atol=1e-5)
 
 
 def test_larger_beam_never_finds_a_worse_best_score_on_average(model):
