@@ -12,12 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from seqattn.checkpoint import load_checkpoint, load_weights
 from seqattn.config import Config
-from seqattn.data import EncodedSplit, make_batch, train_batches
+from seqattn.data import EncodedSplit, collate, make_batch, train_batches
 from seqattn.device import resolve_device
 from seqattn.errors import UserError
 from seqattn.models import build_model
@@ -27,6 +28,7 @@ from seqattn.quantize import model_for_decoding
 from seqattn.rundir import RunDir
 from seqattn.search import decode
 from seqattn.shortlist import build_table
+from seqattn.tokenizer import BOS_ID
 from seqattn.training_step import train_step
 
 
@@ -154,9 +156,43 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)
 
 
+@torch.inference_mode()
+def decoding_growth(model, data: EncodedSplit, lengths: list[int], device: torch.device,
+                    sentences: int = 32) -> list[dict]:
+    """Seconds to decode exactly T tokens (EOS ignored) for each T, step by step with the model's
+    state (a Transformer's key/value cache), and by re-running the whole prefix at every step
+    (what decoding costs without a cache). With the cache the time grows linearly in T."""
+    batch = collate(data.src[:sentences], [np.empty(0, np.int32)] * min(sentences, len(data.src)),
+                    list(range(min(sentences, len(data.src))))).to(device)
+    rows = []
+    for length in lengths:
+        row = {"output_tokens": length, "sentences": batch.size}
+        for label, run in (("cached", _decode_cached), ("prefix_rerun", _decode_rerun)):
+            started = time.perf_counter()
+            run(model, batch, length)
+            row[f"{label}_seconds"] = round(time.perf_counter() - started, 3)
+        rows.append(row)
+    return rows
+
+
+def _decode_cached(model, batch, length: int) -> None:
+    state = model.encode(batch.src, batch.src_lengths)
+    prev = torch.full((batch.size,), BOS_ID, dtype=torch.long, device=batch.src.device)
+    for _ in range(length):
+        log_probs, state = model.step(prev, state)
+        prev = log_probs.argmax(-1)
+
+
+def _decode_rerun(model, batch, length: int) -> None:
+    prefix = torch.full((batch.size, 1), BOS_ID, dtype=torch.long, device=batch.src.device)
+    for _ in range(length):
+        logits, _ = model.teacher_forced(batch.src, batch.src_lengths, prefix)
+        prefix = torch.cat([prefix, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+
+
 def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions: list[str],
               beams: list[int], steps: int, warmup: int, sentences: int, by_length: bool = False,
-              say=print) -> dict:
+              output_lengths: list[int] | None = None, say=print) -> dict:
     device = resolve_device(config.train.device)
     prepared = prepare(config, run_dir, with_valid=True, say=say)
     vocab = (prepared.tokenizer.src_vocab_size, prepared.tokenizer.tgt_vocab_size)
@@ -166,37 +202,65 @@ def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         report["peak_gflops"][precision] = round(matmul_peak(dtype, device), 1)
         say(f"matmul peak {precision}: {report['peak_gflops'][precision]} GFLOP/s")
-    for precision in precisions:
-        for tokens in batch_tokens:
-            result = training_speed(config, prepared.train, vocab, tokens, precision, steps,
-                                    warmup, device)
-            add_fraction_of_peak(result, report["peak_gflops"][precision])
-            report["training"].append(result)
-            say(f"train {precision} batch {tokens}: {result['tgt_tokens_per_second']} tgt tok/s, "
-                f"{result['gflops_per_second']} GFLOP/s ({result['fraction_of_peak']:.0%} of peak)")
+    report["training"] = _training_rows(config, prepared, vocab, batch_tokens, precisions, steps,
+                                        warmup, device, report["peak_gflops"], say)
     if by_length:  # the first precision and batch size, on the short and the long half
-        report["training_by_length"] = []
-        for half in ("short", "long"):
-            result = training_speed(config, prepared.train, vocab, batch_tokens[0], precisions[0],
-                                    steps, warmup, device, lengths=half)
-            add_fraction_of_peak(result, report["peak_gflops"][precisions[0]])
-            report["training_by_length"].append(result)
-            side = "<=" if half == "short" else ">"
-            say(f"train {precisions[0]} batch {batch_tokens[0]}, {half} half (longer side "
-                f"{side} {result['median_pieces']} pieces, mean {result['mean_pieces']}): "
-                f"{result['tgt_tokens_per_second']} tgt tok/s ({result['fraction_of_peak']:.0%} "
-                f"of peak)")
-    torch.manual_seed(0)
-    model = build_model(config.model, *vocab).to(device).eval()
-    checkpoint = RunDir(run_dir).best
-    if checkpoint.exists():  # a trained model decodes realistic lengths; a fresh one runs to the limit
-        load_weights(model, load_checkpoint(checkpoint), checkpoint)
-        report["decoding_checkpoint"] = str(checkpoint)
+        report["training_by_length"] = _by_length_rows(config, prepared, vocab, batch_tokens[0],
+                                                       precisions[0], steps, warmup, device,
+                                                       report["peak_gflops"], say)
+    model = _decoding_model(config, vocab, run_dir, device, report)
     sample = EncodedSplit(prepared.valid.src[:sentences], prepared.valid.tgt[:sentences], [], [])
     for label, decoder, shortlist in decoders(model, config, prepared, device):
         for beam in beams:
             result = decoding_speed(decoder, sample, config, beam, device, shortlist, label)
             report["decoding"].append(result)
             say(f"decode beam {beam}, {label}: {result['sentences_per_second']} sentences/s")
+    if output_lengths:
+        report["decoding_growth"] = decoding_growth(model, sample, output_lengths, device)
+        for row in report["decoding_growth"]:
+            say(f"decode {row['sentences']} sentences x {row['output_tokens']} tokens: "
+                f"{row['cached_seconds']} s with the model's state, {row['prefix_rerun_seconds']} s "
+                f"re-running the prefix")
     report["peak_rss_mib"] = peak_rss_mib()
     return report
+
+
+def _training_rows(config, prepared, vocab, batch_tokens, precisions, steps, warmup, device,
+                   peaks: dict, say) -> list[dict]:
+    rows = []
+    for precision in precisions:
+        for tokens in batch_tokens:
+            result = training_speed(config, prepared.train, vocab, tokens, precision, steps,
+                                    warmup, device)
+            add_fraction_of_peak(result, peaks[precision])
+            rows.append(result)
+            say(f"train {precision} batch {tokens}: {result['tgt_tokens_per_second']} tgt tok/s, "
+                f"{result['gflops_per_second']} GFLOP/s ({result['fraction_of_peak']:.0%} of peak)")
+    return rows
+
+
+def _by_length_rows(config, prepared, vocab, tokens, precision, steps, warmup, device,
+                    peaks: dict, say) -> list[dict]:
+    rows = []
+    for half in ("short", "long"):
+        result = training_speed(config, prepared.train, vocab, tokens, precision, steps, warmup,
+                                device, lengths=half)
+        add_fraction_of_peak(result, peaks[precision])
+        rows.append(result)
+        side = "<=" if half == "short" else ">"
+        say(f"train {precision} batch {tokens}, {half} half (longer side {side} "
+            f"{result['median_pieces']} pieces, mean {result['mean_pieces']}): "
+            f"{result['tgt_tokens_per_second']} tgt tok/s ({result['fraction_of_peak']:.0%} of peak)")
+    return rows
+
+
+def _decoding_model(config, vocab, run_dir: Path, device: torch.device, report: dict):
+    """A trained model decodes realistic lengths (a fresh one runs to the limit): the run's
+    best.pt when there is one."""
+    torch.manual_seed(0)
+    model = build_model(config.model, *vocab).to(device).eval()
+    checkpoint = RunDir(run_dir).best
+    if checkpoint.exists():
+        load_weights(model, load_checkpoint(checkpoint), checkpoint)
+        report["decoding_checkpoint"] = str(checkpoint)
+    return model

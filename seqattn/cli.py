@@ -207,6 +207,10 @@ def bench(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
           by_length: Annotated[bool, typer.Option(
               "--by-length", help="Also time training on the shorter and the longer half of the "
                                   "sentences (first precision and batch size).")] = False,
+          output_lengths: Annotated[Optional[str], typer.Option(
+              "--output-lengths", help="Also time decoding exactly N tokens for each N "
+                                       "(comma-separated), with the model's state and by re-running "
+                                       "the prefix.")] = None,
           output: OutputOpt = None) -> None:
     """Measure training tokens/s, FLOP/s vs the matmul peak, decoding sentences/s, peak RSS."""
     from seqattn.bench import run_bench
@@ -222,7 +226,9 @@ def bench(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
         folder = _default_run_dir(config, run_dir)
         report = run_bench(cfg, folder, _int_list(batch_tokens, "--batch-tokens"), precisions,
                            _int_list(beams, "--beams"), steps, warmup, sentences,
-                           by_length=by_length, say=_say)
+                           by_length=by_length, say=_say,
+                           output_lengths=_int_list(output_lengths, "--output-lengths")
+                           if output_lengths else None)
         text = json.dumps(report, indent=2) + "\n"
         if output is not None:
             atomic_write_text(output, text)

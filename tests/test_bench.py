@@ -14,7 +14,7 @@ def test_bench_reports_training_decoding_flops_and_memory(tiny_config, tmp_path)
     result = CliRunner().invoke(app, [
         "bench", str(tiny_config("b")), "--run-dir", str(tmp_path / "run"), "--batch-tokens",
         "200,400", "--precision", "fp32", "--beams", "1,3", "--steps", "2", "--warmup", "1",
-        "--sentences", "10", "--by-length", "--output", str(out)])
+        "--sentences", "10", "--by-length", "--output-lengths", "2,4", "--output", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["peak_gflops"]["fp32"] > 0
@@ -24,6 +24,9 @@ def test_bench_reports_training_decoding_flops_and_memory(tiny_config, tmp_path)
     assert [r["beam"] for r in report["decoding"]] == [1, 3]
     assert all(r["sentences"] == 10 for r in report["decoding"])
     assert report["peak_rss_mib"] > 0
+    growth = report["decoding_growth"]
+    assert [r["output_tokens"] for r in growth] == [2, 4]
+    assert all(r["cached_seconds"] > 0 and r["prefix_rerun_seconds"] > 0 for r in growth)
     short, long = report["training_by_length"]
     assert (short["lengths"], long["lengths"]) == ("short", "long")
     assert short["batch_tokens"] == 200 and short["tgt_tokens_per_second"] > 0

@@ -22,12 +22,15 @@ def quiet(*_):
     pass
 
 
-@pytest.mark.parametrize("kind", ["seq2seq", "bahdanau", "luong"])
+@pytest.mark.parametrize("kind", ["seq2seq", "bahdanau", "luong", "transformer"])
 def test_each_kind_learns_the_toy_task(toy_corpus, tmp_path, kind):
     """The whole pipeline on the toy reversal task. Attention models solve it in 150 steps; the
     fixed-vector model only starts to (its loss falls, its BLEU stays low): what attention buys."""
+    transformer = {"encoder_layers": 2, "decoder_layers": 2, "heads": 4, "ff_size": 64,
+                   "attention_dropout": 0.0}
     config = config_from_dict(tiny_config_dict(
-        toy_corpus, model={"kind": kind, "rnn": {"hidden_size": 64}, "embedding_size": 32},
+        toy_corpus, model={"kind": kind, "rnn": {"hidden_size": 64}, "embedding_size": 32,
+                           "transformer": transformer},
         train={"max_steps": 150, "valid_every": 150, "lr": 0.01}))
     summary = train(config, tmp_path / kind, say=quiet)
     valid = events(tmp_path / kind, "valid")
