@@ -40,7 +40,17 @@ NbestOpt = Annotated[int, typer.Option(
     "--nbest", min=1, help="Hypotheses per line (tab-separated: index, score, text).")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Sentences per batch.")]
 AttentionOpt = Annotated[Optional[Path], typer.Option(
-    "--attention", help="Folder for attention JSON + PNG heatmaps, one per sentence.")]
+    "--attention", help="Folder for attention JSON (every layer and head) + a PNG heatmap, one "
+                        "per sentence.")]
+AttentionLayerOpt = Annotated[Optional[int], typer.Option(
+    "--attention-layer", help="Transformer decoder layer to draw and align with, from 1 "
+                              "(default: the last). An RNN model has one.")]
+AttentionHeadOpt = Annotated[str, typer.Option(
+    "--attention-head", help="Head of that layer, from 1; 'mean' (the head-average) or 'all' "
+                             "(a grid of every head; --align reads the mean).")]
+AlignOpt = Annotated[bool, typer.Option(
+    "--align", help="Append Pharaoh alignments from the attention: 'translation ||| 0-0 1-2', "
+                    "source-target piece indices, one line per input line.")]
 ErrorsOpt = Annotated[str, typer.Option(
     "--errors", help="Invalid UTF-8 or NUL in input: 'strict' (error) or 'replace'.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in RUN_DIR.")]
@@ -160,12 +170,16 @@ def evaluate(run_dir: RunDirArg, split: SplitOpt = None, beam: BeamOpt = None,
 def translate(run_dir: RunDirArg, input_file: InputArg = None, beam: BeamOpt = None,
               nbest: NbestOpt = 1, batch_size: BatchOpt = None, output: OutputOpt = None,
               attention: AttentionOpt = None, errors: ErrorsOpt = "strict",
-              checkpoint: CheckpointOpt = None, set_: SetOpt = None) -> None:
-    """Translate sentences, one per line, keeping the line count and order."""
+              checkpoint: CheckpointOpt = None, set_: SetOpt = None, align: AlignOpt = False,
+              attention_layer: AttentionLayerOpt = None,
+              attention_head: AttentionHeadOpt = "mean") -> None:
+    """Translate sentences, one per line, keeping the line count and order; optionally with
+    attention pictures (--attention) and word alignments (--align)."""
     from seqattn.translate import run_translate
 
     run_command(run_translate, run_dir, input_file, beam, nbest, batch_size, output, attention,
-                errors, checkpoint, set_)
+                errors, checkpoint, set_, align=align, attention_layer=attention_layer,
+                attention_head=attention_head)
 
 
 @app.command()

@@ -51,5 +51,35 @@ def save_attention_png(path: Path, attention: np.ndarray, src_pieces: list[str],
     plt.close(fig)
 
 
+def save_attention_grid_png(path: Path, heads: np.ndarray, src_pieces: list[str],
+                            tgt_pieces: list[str], title: str | None = None,
+                            columns: int = 4) -> None:
+    """Every head of one layer (`heads`: [H, T, S]) as a grid of small heatmaps in one PNG."""
+    plt = _pyplot()
+    count = heads.shape[0]
+    cols = min(columns, count)
+    rows = -(-count // cols)  # ceiling division
+    panel_w = max(2.5, 0.3 * len(src_pieces) + 1.0)
+    panel_h = max(2.2, 0.25 * len(tgt_pieces) + 1.4)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_w, rows * panel_h + 0.6),
+                             squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        if index >= count:
+            ax.axis("off")  # the grid's last row may be short
+            continue
+        draw_attention(ax, heads[index], src_pieces, tgt_pieces)
+        ax.set_title(f"head {index + 1}", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        if index % cols:
+            ax.set_yticklabels([])  # the output pieces are those of the row's first panel
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def require_matplotlib() -> None:
     _pyplot()

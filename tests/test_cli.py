@@ -119,6 +119,39 @@ def test_translate_attention_pictures(trained_run, tmp_path):
     assert (folder / "00001.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_translate_align_on_an_rnn_model(trained_run):
+    lines = ["ka lo mi", "", "ne pu"]
+    result = invoke("translate", trained_run, "-", "--beam", "2", "--align",
+                    input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    out = result.stdout.split("\n")
+    assert len(out) == len(lines) + 1 and out[1] == " ||| "
+    expected = seqattn.load(trained_run).translate(lines, beam=2)
+    for line, want in zip(out, expected):
+        assert line == f"{want.text} ||| {want.alignment}"
+    pairs = [tuple(map(int, p.split("-"))) for p in out[0].partition(" ||| ")[2].split()]
+    assert pairs and all(0 <= i < len(expected[0].src_pieces) - 1 for i, _ in pairs)
+    assert expected[0].attention_layers is None  # one layer, one head: nothing more to keep
+    result = invoke("translate", trained_run, "-", "--align", "--attention-layer", "2",
+                    input="ka\n")
+    assert result.exit_code == 2 and "one attention layer with one head" in result.output
+
+
+def test_translate_align_refuses_a_model_without_attention(tiny_config, tmp_path, monkeypatch):
+    run_dir = tmp_path / "seq2seq"
+    config = tiny_config("seq2seq", model={"kind": "seq2seq"})
+    assert invoke("train", config, "--run-dir", run_dir, "--set", "train.max_steps=2").exit_code == 0
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("the model was loaded before --align was checked")
+
+    monkeypatch.setattr("seqattn.api.Translator.__init__", no_model)
+    result = invoke("translate", run_dir, "-", "--align", input="ka lo\n")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: a seq2seq model has no attention to align with")
+    assert result.output.strip().count("\n") == 0 and result.stdout == ""
+
+
 def test_python_api(trained_run):
     translator = seqattn.load(trained_run)
     results = translator.translate(["ka lo mi", ""], beam=2)
