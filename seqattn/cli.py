@@ -232,6 +232,25 @@ def bench(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
     run_command(job)
 
 
+RunDirsArg = Annotated[list[Path], typer.Argument(help="Run directories written by 'seqattn train'.")]
+
+
+@app.command()
+def plot(run_dirs: RunDirsArg,
+         output: Annotated[Path, typer.Option("--output", help="Picture file (.png, .svg, .pdf).")] = Path(
+             "curves.png"),
+         x: Annotated[str, typer.Option("--x", help="x axis: steps, minutes or tokens.")] = "steps") -> None:
+    """Draw training loss, dev loss and dev BLEU of one or more runs in one figure."""
+    from seqattn.curves import plot_runs
+
+    def job():
+        written = plot_runs(run_dirs, output, x)
+        _say(f"wrote learning curves of {len(run_dirs)} run(s) to {written}")
+        typer.echo(str(written))
+
+    run_command(job)
+
+
 def entry() -> None:
     """Like `app()`, but a bad option or argument is one `error:` line too, not a usage box."""
     try:
