@@ -236,6 +236,23 @@ RunDirsArg = Annotated[list[Path], typer.Argument(help="Run directories written 
 
 
 @app.command()
+def serve(run_dirs: RunDirsArg,
+          host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 opens it to the "
+                                                 "network.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
+          max_lines: Annotated[int, typer.Option(min=1, help="Sentences per request, at most.")] = 64,
+          max_chars: Annotated[int, typer.Option(min=1, help="Characters per sentence, at most.")] = 1000,
+          max_beam: Annotated[int, typer.Option(min=1, help="Largest beam a request may ask for.")] = 16,
+          device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto") -> None:
+    """Serve runs over HTTP: a JSON API and an attention explorer page (pip install 'seqattn[serve]')."""
+    from seqattn.serve import ServeLimits
+    from seqattn.serve import serve as serve_runs
+
+    limits = ServeLimits(max_lines=max_lines, max_chars=max_chars, max_beam=max_beam)
+    run_command(serve_runs, run_dirs, host, port, limits, device, say=_say)
+
+
+@app.command()
 def plot(run_dirs: RunDirsArg,
          output: Annotated[Path, typer.Option("--output", help="Picture file (.png, .svg, .pdf).")] = Path(
              "curves.png"),
