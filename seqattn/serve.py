@@ -83,17 +83,28 @@ def require_server_packages() -> None:
                         "pip install 'seqattn[serve]'") from None
 
 
-def load_runs(run_dirs: list[Path], device: str = "auto", say: Callable[[str], None] = print,
-              max_batch_sentences: int = 64) -> list[LoadedRun]:
-    """Load each run once, each with its own decoding thread; names from the folder names."""
+def load_runs(run_dirs: list[Path], device: str = "auto",
+              say: Callable[[str], None] = print) -> list[LoadedRun]:
+    """Load each run, each with its own decoding thread; names from the folder names."""
     import seqattn
 
-    runs = []
-    for run_dir, name in zip(run_dirs, run_names(run_dirs)):
-        translator = seqattn.load(run_dir, device=device)
-        runs.append(LoadedRun(name, translator, DecodeQueue(translator, max_batch_sentences, name)))
-        say(f"loaded {name}: {translator.config.model.kind} from {run_dir}")
+    runs: list[LoadedRun] = []
+    try:
+        for run_dir, name in zip(run_dirs, run_names(run_dirs)):
+            translator = seqattn.load(run_dir, device=device)
+            # Waiting requests merge up to one of the run's own decoding batches.
+            queue = DecodeQueue(translator, translator.config.search.batch_size, name)
+            runs.append(LoadedRun(name, translator, queue))
+            say(f"loaded {name}: {translator.config.model.kind} from {run_dir}")
+    except BaseException:
+        close_runs(runs)
+        raise
     return runs
+
+
+def close_runs(runs: list[LoadedRun]) -> None:
+    for run in runs:
+        run.queue.close()
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -171,7 +182,8 @@ def parse_translate(body: dict, runs: dict[str, LoadedRun], limits: ServeLimits)
     unknown = sorted(set(body) - {"text", "beam", "nbest", "attention", "run"})
     if unknown:
         raise ApiError(422, f"unknown field '{unknown[0]}': use text, beam, nbest, attention, run")
-    run = body.get("run", next(iter(runs)))
+    run = body.get("run")
+    run = next(iter(runs)) if run is None else run
     if not isinstance(run, str):
         raise ApiError(422, f"'run' must be a string, got {_type_name(run)}")
     if run not in runs:
@@ -390,8 +402,9 @@ def serve(run_dirs: list[Path], host: str = "127.0.0.1", port: int = 8000,
     import uvicorn
 
     sock = open_socket(host, port)
-    runs = load_runs(run_dirs, device, say)
+    runs: list[LoadedRun] = []
     try:
+        runs = load_runs(run_dirs, device, say)
         app = build_app(runs, limits)
         if host not in ("127.0.0.1", "localhost", "::1"):
             say(f"warning: listening on {host}: anyone who can reach this machine can use the server")
@@ -402,5 +415,4 @@ def serve(run_dirs: list[Path], host: str = "127.0.0.1", port: int = 8000,
         server.run(sockets=[sock])
     finally:
         sock.close()
-        for run in runs:
-            run.queue.close()
+        close_runs(runs)

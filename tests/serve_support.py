@@ -13,7 +13,7 @@ import numpy as np
 from conftest import tiny_config_dict, toy_pairs, write_jsonl
 
 from seqattn.decode_queue import DecodeQueue
-from seqattn.serve import LoadedRun, open_socket
+from seqattn.serve import LoadedRun, close_runs, open_socket  # noqa: F401 - close_runs for the tests
 
 
 def seq2seq_run_dir(tmp_path_factory) -> Path:
@@ -33,7 +33,7 @@ def seq2seq_run_dir(tmp_path_factory) -> Path:
     write_jsonl(folder / "validation.jsonl", toy_pairs(40, seed=2))
     write_jsonl(folder / "test.jsonl", toy_pairs(40, seed=3))
     config = config_from_dict(tiny_config_dict(folder, model={"kind": "seq2seq"},
-                                               train={"max_steps": 20}))
+                                               train={"max_steps": 10}))
     train(config, run_dir, say=lambda *_: None)
     return run_dir
 
@@ -77,11 +77,6 @@ class LayeredTranslator:
 
 def make_runs(named: dict[str, object]) -> list[LoadedRun]:
     return [LoadedRun(name, t, DecodeQueue(t, 64, name)) for name, t in named.items()]
-
-
-def close_runs(runs: list[LoadedRun]) -> None:
-    for run in runs:
-        run.queue.close()
 
 
 @contextmanager

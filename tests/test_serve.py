@@ -75,6 +75,7 @@ def test_translate_gives_text_scores_nbest_pieces_attention_and_alignment(client
 def test_the_first_run_and_its_default_beam_answer_a_bare_request(client, translators):
     body = post(client, {"text": "ka lo"}).json()  # a bare string is one sentence
     assert body["run"] == "attn" and body["beam"] == translators["attn"].config.search.beam_size
+    assert post(client, {"text": "ka lo", "run": None, "beam": None}).json() == body
     assert body["translations"][0]["text"] == translators["attn"].translate(["ka lo"])[0].text
 
 
