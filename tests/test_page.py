@@ -161,3 +161,19 @@ def test_the_page_fits_a_phone_screen(server, browser):
         assert panes[0] == panes[1]  # stacked, not squeezed side by side
     finally:
         browser.set_window_size(1280, 900)
+
+
+def test_one_loaded_run_fills_the_left_pane_and_leaves_the_right_one_empty(trained_run, browser):
+    from selenium.webdriver.common.by import By
+
+    runs = make_runs({"only": seqattn.load(trained_run, device="cpu")})
+    try:
+        with running_server(build_app(runs)) as url:
+            open_page_and_translate(browser, url)
+            left, right = browser.find_elements(By.CSS_SELECTOR, ".pane")
+            assert left.find_element(By.CSS_SELECTOR, ".translation").text
+            assert "empty" in right.get_attribute("class")
+            assert not right.find_elements(By.CSS_SELECTOR, ".sentence")
+            assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        close_runs(runs)
