@@ -48,10 +48,14 @@ def run_names(run_dirs: list[Path]) -> list[str]:
     return unique
 
 
+def metrics_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "metrics.jsonl"  # after the merge: RunDir(run_dir).metrics
+
+
 def _read_events(run_dir: Path) -> list[dict]:
     if not run_dir.is_dir():
         raise UserError("run dir not found", str(run_dir), "pass a run dir written by 'seqattn train'")
-    path = run_dir / "metrics.jsonl"
+    path = metrics_path(run_dir)
     if not path.is_file():
         raise UserError("run dir has no metrics.jsonl", str(run_dir),
                         "pass a run dir written by 'seqattn train' (after its first logged step)")
@@ -81,7 +85,7 @@ def read_curves(run_dir: Path, name: str | None = None) -> RunCurves:
     train = [e for e in events if e["event"] == "train"]
     valid = [e for e in events if e["event"] == "valid"]
     if not train and not valid:
-        raise UserError("metrics.jsonl holds no train or valid events", str(run_dir / "metrics.jsonl"),
+        raise UserError("metrics.jsonl holds no train or valid events", str(metrics_path(run_dir)),
                         "let the run log at least one step (train.log_every)")
     train_steps = [_number(e.get("step")) for e in train]
     train_tokens = [_number(e.get("tgt_tokens")) for e in train]

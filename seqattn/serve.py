@@ -257,7 +257,8 @@ def _config_summary(translator: Any) -> dict:
 def eval_scores(run_dir: Path) -> list[dict]:
     """The scores in RUN_DIR/eval/*.json (as written by `seqattn evaluate`), newest name order."""
     scores = []
-    for path in sorted((Path(run_dir) / "eval").glob("*.json")):
+    eval_folder = Path(run_dir) / "eval"  # after the merge: RunDir(run_dir).eval
+    for path in sorted(eval_folder.glob("*.json")):
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
