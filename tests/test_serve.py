@@ -113,7 +113,7 @@ def test_runs_lists_names_config_and_eval_scores(trained_run, tmp_path):
         close_runs(loaded)
     (run,) = body["runs"]
     assert run["name"] == "copy" and run["kind"] == "bahdanau" and run["config"]["has_attention"]
-    assert run["config"]["model"]["hidden_size"] == 32 and run["config"]["beam_size"] == 3
+    assert run["config"]["model"]["embedding_size"] == 16 and run["config"]["beam_size"] == 3
     assert {"file": "test.json", "split": "test", "bleu": 12.5, "chrf": 40.0, "beam": 5,
             "sentences": 40} in run["scores"]
     assert body["limits"] == {"max_lines": 64, "max_chars": 1000, "max_beam": 16}

@@ -37,13 +37,24 @@ function paneRun(pane) { return pane.querySelector(".run-select").value; }
 function describeRun(run) {
   const config = run.config;
   const model = config.model || {};
-  const parts = [run.kind + (model.cell ? ` (${model.cell})` : "")];
+  const parts = [run.kind + modelShape(run.kind, model)];
   if (config.parameters) parts.push(`${(config.parameters / 1e6).toFixed(1)}M parameters`);
   parts.push(config.has_attention ? "attention" : "no attention: one fixed vector");
   for (const score of run.scores.slice(0, 2)) {
     parts.push(`${score.split || score.file} BLEU ${Number(score.bleu).toFixed(1)} (beam ${score.beam})`);
   }
   return parts.join(" · ");
+}
+
+// "(gru)" or "(3 layers × 4 heads)"; the config nests RNN and Transformer settings (or, in
+// round-1 runs, keeps the cell flat under model).
+function modelShape(kind, model) {
+  const transformer = model.transformer;
+  if (kind === "transformer" && transformer) {
+    return ` (${transformer.decoder_layers} layers × ${transformer.heads} heads)`;
+  }
+  const cell = (model.rnn && model.rnn.cell) || model.cell;
+  return cell ? ` (${cell})` : "";
 }
 
 function fillRunSelects() {
