@@ -224,10 +224,26 @@ def _rounded(matrix: Any) -> list:
     return np.round(np.asarray(matrix, dtype=np.float64), 4).tolist()
 
 
+def attention_parts(result: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The [tgt, src] matrix to draw and align with, and the [layers, heads, tgt, src] stack if any.
+
+    A multi-layer model's search may hand back per-step [layers, heads, src] weights stacked as
+    `attention` [tgt, layers, heads, src] and no `attention_layers`: then the summary is the last
+    layer's mean over heads (what alignment extraction from Transformers usually takes).
+    """
+    attention = None if result.attention is None else np.asarray(result.attention)
+    layers = getattr(result, "attention_layers", None)
+    if attention is not None and attention.ndim == 4:
+        layers = attention.transpose(1, 2, 0, 3) if layers is None else layers  # [L, H, T, S]
+        attention = attention[:, -1].mean(axis=1)  # [T, S]
+    if attention is not None and attention.shape != (len(result.tgt_pieces), len(result.src_pieces)):
+        attention = None  # not a matrix over these pieces: nothing honest to draw
+    return attention, None if layers is None else np.asarray(layers)
+
+
 def translation_json(result: Any) -> dict:
     """One Translation as JSON; attention matrices rounded to 4 decimals (plenty for a picture)."""
-    attention = result.attention
-    layers = getattr(result, "attention_layers", None)  # [layers, heads, tgt, src] (Transformer)
+    attention, layers = attention_parts(result)
     answer = {
         "source": result.source, "text": result.text, "score": _finite(result.score),
         "nbest": [{"score": _finite(score), "text": text} for score, text in result.nbest],

@@ -26,7 +26,7 @@ from typer.testing import CliRunner  # noqa: E402
 import seqattn  # noqa: E402
 from seqattn.cli import app as cli_app  # noqa: E402
 from seqattn.decode_queue import DecodeQueue  # noqa: E402
-from seqattn.serve import ServeLimits, alignment, build_app, open_socket  # noqa: E402
+from seqattn.serve import ServeLimits, alignment, build_app, open_socket, translation_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SENTENCES = ["ka lo mi", "ne pu ri so", "ta vu", "ze ka ka lo mi ne", "so so ta"]
@@ -92,6 +92,18 @@ def test_per_layer_and_head_attention_when_the_model_has_it(client):
     assert layers.shape == (2, 3, len(result["tgt_pieces"]), len(result["src_pieces"]))
     np.testing.assert_allclose(layers.sum(axis=-1), 1.0, atol=1e-3)
     assert "attention_layers" not in post(client, {"text": ["ka"], "run": "attn"}).json()["translations"][0]
+
+
+def test_attention_stacked_per_step_is_split_into_a_summary_and_layers(translators):
+    real = translators["attn"].translate(["ka lo mi"])[0]
+    steps = np.stack([real.attention, real.attention[:, ::-1]], axis=1)  # [T, 2 layers, S]
+    stacked = np.repeat(steps[:, :, None, :], 3, axis=2)  # [T, 2 layers, 3 heads, S]
+    real.attention = stacked
+    answer = translation_json(real)
+    np.testing.assert_allclose(answer["attention"], real.attention[:, -1].mean(axis=1), atol=1e-4)
+    assert np.array(answer["attention_layers"]).shape == (2, 3, *steps[:, 0].shape)
+    real.attention = np.ones((2, 2))  # not over these pieces: no picture rather than a wrong one
+    assert translation_json(real)["attention"] is None and translation_json(real)["alignment"] is None
 
 
 def test_alignment_is_the_argmax_source_piece_per_output_piece_without_end_pieces():
