@@ -6,6 +6,7 @@ Starts `seqattn serve RUN_DIR --port 0`, then for each request size (1 and 32 se
 5) and number of concurrent clients (1 and 8) sends requests for --seconds, each client on its own
 keep-alive connection, and reports requests/s, sentences/s and the median and 95th-percentile
 latency. --direct also times the same calls through the Python API (what HTTP adds is the rest).
+The ways of sending take turns (--rounds), so a shared host's drift hits them alike.
 It times a 2048x512x8000 fp32 matmul too, to put the figures next to the host's peak.
 """
 
@@ -75,11 +76,9 @@ def client(address: str, bodies: list[bytes], until: float, latencies: list[floa
     connection.close()
 
 
-def measure(address: str, sentences: list[str], size: int, beam: int, clients: int,
-            seconds: float) -> dict:
-    rng = random.Random(size * 100 + beam)
-    bodies = [json.dumps({"text": rng.sample(sentences, size), "beam": beam}).encode()
-              for _ in range(64)]
+def http_round(address: str, bodies: list[bytes], clients: int,
+               seconds: float) -> tuple[list[float], float]:
+    """`clients` threads, each on its own connection, sending `bodies` for `seconds`."""
     latencies: list[float] = []
     started = time.perf_counter()
     threads = [threading.Thread(target=client, args=(address, bodies[c::clients] or bodies,
@@ -89,7 +88,22 @@ def measure(address: str, sentences: list[str], size: int, beam: int, clients: i
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - started
+    return latencies, time.perf_counter() - started
+
+
+def direct_round(translator, batches: list[list[str]], beam: int,
+                 seconds: float) -> tuple[list[float], float]:
+    """The same work through the Python API in this process: what HTTP and JSON add is the rest."""
+    latencies: list[float] = []
+    started = time.perf_counter()
+    while time.perf_counter() < started + seconds or not latencies:
+        begin = time.perf_counter()
+        translator.translate(batches[len(latencies) % len(batches)], beam=beam)
+        latencies.append(time.perf_counter() - begin)
+    return latencies, time.perf_counter() - started
+
+
+def summary(size: int, beam: int, clients, latencies: list[float], wall: float) -> dict:
     ordered = sorted(latencies)
     return {"sentences_per_request": size, "beam": beam, "clients": clients, "requests": len(ordered),
             "requests_per_second": round(len(ordered) / wall, 2),
@@ -98,23 +112,20 @@ def measure(address: str, sentences: list[str], size: int, beam: int, clients: i
             "p95_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}
 
 
-def measure_direct(translator, sentences: list[str], size: int, beam: int, seconds: float) -> dict:
-    """The same work through the Python API in this process: what HTTP and JSON add is the rest."""
+def measure_cell(address: str, translator, sentences: list[str], size: int, beam: int,
+                 client_counts: list[int], seconds: float, rounds: int) -> list[dict]:
+    """One request size and beam; the ways of sending it take turns, so host drift hits all alike."""
     rng = random.Random(size * 100 + beam)
-    latencies = []
-    started = time.perf_counter()
-    while time.perf_counter() < started + seconds or not latencies:
-        batch = rng.sample(sentences, size)
-        begin = time.perf_counter()
-        translator.translate(batch, beam=beam)
-        latencies.append(time.perf_counter() - begin)
-    wall = time.perf_counter() - started
-    ordered = sorted(latencies)
-    return {"sentences_per_request": size, "beam": beam, "clients": "API", "requests": len(ordered),
-            "requests_per_second": round(len(ordered) / wall, 2),
-            "sentences_per_second": round(len(ordered) * size / wall, 1),
-            "median_ms": round(1000 * statistics.median(ordered), 1),
-            "p95_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}
+    batches = [rng.sample(sentences, size) for _ in range(64)]
+    bodies = [json.dumps({"text": batch, "beam": beam}).encode() for batch in batches]
+    ways = [*client_counts, *(["API"] if translator is not None else [])]
+    results = {way: ([], 0.0) for way in ways}
+    for _ in range(rounds):
+        for way in ways:
+            latencies, wall = (direct_round(translator, batches, beam, seconds / rounds) if way == "API"
+                               else http_round(address, bodies, way, seconds / rounds))
+            results[way] = (results[way][0] + latencies, results[way][1] + wall)
+    return [summary(size, beam, way, *results[way]) for way in ways]
 
 
 def table(rows: list[dict]) -> str:
@@ -134,6 +145,8 @@ def main() -> None:
                         help="text file (one per line) or .jsonl with the run's source column")
     parser.add_argument("--column", default="de", help="the .jsonl column [default: de]")
     parser.add_argument("--seconds", type=float, default=20.0, help="per measurement [default: 20]")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="turns each way of sending takes, splitting --seconds [default: 3]")
     parser.add_argument("--sizes", default="1,32")
     parser.add_argument("--beams", default="1,5")
     parser.add_argument("--clients", default="1,8")
@@ -143,25 +156,23 @@ def main() -> None:
     args = parser.parse_args()
     sentences = read_sentences(args.sentences, args.column)
     peak = matmul_gflops()
+    translator = None
+    if args.direct:
+        import seqattn
+
+        translator = seqattn.load(args.run_dir)
     server, address = start_server(args.run_dir)
     rows = []
     try:
         for size in map(int, args.sizes.split(",")):
             for beam in map(int, args.beams.split(",")):
-                for clients in map(int, args.clients.split(",")):
-                    rows.append(measure(address, sentences, size, beam, clients, args.seconds))
-                    print(json.dumps(rows[-1]), file=sys.stderr)
+                clients = [int(c) for c in args.clients.split(",")]
+                rows += measure_cell(address, translator, sentences, size, beam, clients, args.seconds,
+                                     args.rounds)
+                print(json.dumps(rows[-1]), file=sys.stderr)
     finally:
         server.terminate()
         server.wait(30)
-    if args.direct:
-        import seqattn
-
-        translator = seqattn.load(args.run_dir)
-        for size in map(int, args.sizes.split(",")):
-            for beam in map(int, args.beams.split(",")):
-                rows.append(measure_direct(translator, sentences, size, beam, args.seconds))
-                print(json.dumps(rows[-1]), file=sys.stderr)
     # Timed again at the end: on a shared host the gap between the two says how steady it was.
     host = {"cpus": os.cpu_count(),
             "matmul_2048x512x8000_fp32_gflops": [round(peak, 1), round(matmul_gflops(), 1)],
