@@ -208,15 +208,17 @@ def _finite(value: float) -> float | None:
 def alignment(attention: np.ndarray, src_pieces: list[str], tgt_pieces: list[str]) -> str:
     """Pharaoh `src-tgt` pairs: each output piece with the source piece it attends to most.
 
-    The end-of-sentence pieces on either side are left out: they align by construction.
+    The end-of-sentence pieces are no words: their row is left out, and the argmax runs over the
+    real source pieces only, so a row weighing `</s>` most still points at a word (as OpenNMT-py
+    and `seqattn translate --align` do). Pairs sorted by source, then target.
     attention: [len(tgt_pieces), len(src_pieces)].
     """
-    pairs = []
-    for j, row in enumerate(attention):
-        i = int(np.argmax(row))
-        if tgt_pieces[j] != EOS_PIECE and src_pieces[i] != EOS_PIECE:
-            pairs.append(f"{i}-{j}")
-    return " ".join(pairs)
+    src_len = len(src_pieces) - (1 if src_pieces[-1:] == [EOS_PIECE] else 0)
+    tgt_len = len(tgt_pieces) - (1 if tgt_pieces[-1:] == [EOS_PIECE] else 0)
+    if src_len == 0 or tgt_len == 0:
+        return ""
+    best = np.asarray(attention)[:tgt_len, :src_len].argmax(axis=1)  # [tgt_len]
+    return " ".join(f"{i}-{j}" for i, j in sorted((int(i), j) for j, i in enumerate(best)))
 
 
 def _rounded(matrix: Any) -> list:

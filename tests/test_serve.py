@@ -106,9 +106,12 @@ def test_attention_stacked_per_step_is_split_into_a_summary_and_layers(translato
     assert translation_json(real)["attention"] is None and translation_json(real)["alignment"] is None
 
 
-def test_alignment_is_the_argmax_source_piece_per_output_piece_without_end_pieces():
-    attention = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.2, 0.2, 0.6]])
-    assert alignment(attention, ["a", "b", "</s>"], ["x", "y", "z", "</s>"]) == "0-0 1-1"
+def test_alignment_is_the_argmax_word_per_output_piece_without_end_pieces():
+    attention = np.array([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1], [0.1, 0.3, 0.6], [0.2, 0.2, 0.6]])
+    # Row 2 weighs </s> most, so its word is the next best (b); the </s> row has no pair.
+    assert alignment(attention, ["a", "b", "</s>"], ["x", "y", "z", "</s>"]) == "0-1 1-0 1-2"
+    assert alignment(attention[:1, :1], ["a"], ["x"]) == "0-0"  # no </s> on either side
+    assert alignment(attention[:1], ["a", "b", "</s>"], ["</s>"]) == ""
 
 
 def test_runs_lists_names_config_and_eval_scores(trained_run, tmp_path):
