@@ -12,6 +12,7 @@ then write the comparison with scripts/report.py:
   OUT/results.md          model, parameters, minutes, target tokens/s, BLEU/chrF greedy and beam 5
   OUT/bleu_by_length.csv  BLEU per source-length bucket, per model and beam
   OUT/bleu_by_length.png  the same, plotted (beam 5)
+  OUT/curves.png          training loss, dev loss and dev BLEU of the three, by training minute
 The runs themselves go to OUT/seq2seq, OUT/bahdanau, OUT/luong.
 
   DATA_PATH         data.path for all three, e.g. ../shared/data/multi30k (offline);
@@ -70,4 +71,5 @@ done
 
 split=$(test_split "${run_dirs[0]}")
 "$PYTHON" "$SCRIPTS_DIR/report.py" "${run_dirs[@]}" --out "$out" --split "$split"
+seqattn plot "${run_dirs[@]}" --output "$out/curves.png" --x minutes >/dev/null
 cat "$out/results.md"

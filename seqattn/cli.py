@@ -251,6 +251,42 @@ def bench(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
     run_command(job)
 
 
+RunDirsArg = Annotated[list[Path], typer.Argument(help="Run directories written by 'seqattn train'.")]
+
+
+@app.command()
+def serve(run_dirs: RunDirsArg,
+          host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 opens it to the "
+                                                 "network.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
+          max_lines: Annotated[int, typer.Option(min=1, help="Sentences per request, at most.")] = 64,
+          max_chars: Annotated[int, typer.Option(min=1, help="Characters per sentence, at most.")] = 1000,
+          max_beam: Annotated[int, typer.Option(min=1, help="Largest beam a request may ask for.")] = 16,
+          device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto") -> None:
+    """Serve runs over HTTP: a JSON API and an attention explorer page (pip install 'seqattn[serve]')."""
+    from seqattn.serve import ServeLimits
+    from seqattn.serve import serve as serve_runs
+
+    limits = ServeLimits(max_lines=max_lines, max_chars=max_chars, max_beam=max_beam)
+    run_command(serve_runs, run_dirs, host, port, limits, device, say=_say)
+
+
+@app.command()
+def plot(run_dirs: RunDirsArg,
+         output: Annotated[Path, typer.Option("--output", help="Picture file (.png, .svg, .pdf).")] = Path(
+             "curves.png"),
+         x: Annotated[str, typer.Option("--x", help="x axis: steps, minutes or tokens.")] = "steps") -> None:
+    """Draw training loss, dev loss and dev BLEU of one or more runs in one figure."""
+    from seqattn.curves import plot_runs
+
+    def job():
+        written = plot_runs(run_dirs, output, x)
+        _say(f"wrote learning curves of {len(run_dirs)} run(s) to {written}")
+        typer.echo(str(written))
+
+    run_command(job)
+
+
 def entry() -> None:
     """Like `app()`, but a bad option or argument is one `error:` line too, not a usage box."""
     try:
