@@ -49,7 +49,9 @@ def run_names(run_dirs: list[Path]) -> list[str]:
 
 
 def metrics_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "metrics.jsonl"  # after the merge: RunDir(run_dir).metrics
+    from seqattn.rundir import RunDir
+
+    return RunDir(run_dir).metrics
 
 
 def _read_events(run_dir: Path) -> list[dict]:

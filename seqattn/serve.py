@@ -275,7 +275,9 @@ def _config_summary(translator: Any) -> dict:
 def eval_scores(run_dir: Path) -> list[dict]:
     """The scores in RUN_DIR/eval/*.json (as written by `seqattn evaluate`), newest name order."""
     scores = []
-    eval_folder = Path(run_dir) / "eval"  # after the merge: RunDir(run_dir).eval
+    from seqattn.rundir import RunDir
+
+    eval_folder = RunDir(run_dir).eval
     for path in sorted(eval_folder.glob("*.json")):
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
