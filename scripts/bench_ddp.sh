@@ -7,13 +7,14 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-usage: scripts/bench_ddp.sh DATA_PATH [OUT_DIR] [STEPS]
+usage: scripts/bench_ddp.sh DATA_PATH [OUT_DIR] [STEPS] [BATCH_TOKENS]
 
-Trains configs/multi30k/bahdanau_tuned.yaml for STEPS updates (default 60) three ways:
+Trains configs/multi30k/bahdanau_tuned.yaml for STEPS updates (default 60) of 2 batches of
+BATCH_TOKENS (default the config's 3500) three ways:
   single   seqattn train, 1 process, train.num_threads=2, train.accumulate=2
   ranks    torchrun --standalone --nproc_per_node 2, train.num_threads=1 per rank
   nodes    torchrun --nnodes 2 --node-rank 0|1 --rdzv-endpoint 127.0.0.1:PORT, 1 rank each
-and prints target tokens/s, the loss every 10 updates and the host's fp32 matmul peak
+and prints target tokens/s, the loss every 5 updates and the host's fp32 matmul peak
 (GFLOP/s at 1 and 2 threads). DATA_PATH: a Multi30k folder (e.g. ../shared/data/multi30k).
 OUT_DIR defaults to runs/bench_ddp; it is started afresh.
 USAGE
@@ -26,16 +27,20 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 data_path=$1
 out_dir=${2:-runs/bench_ddp}
 steps=${3:-60}
+batch_tokens=${4:-3500}
 [[ $steps =~ ^[1-9][0-9]*$ ]] || die "STEPS must be a positive integer, got '$steps'"
+[[ $batch_tokens =~ ^[1-9][0-9]*$ ]] || die "BATCH_TOKENS must be a positive integer, got '$batch_tokens'"
 config=configs/multi30k/bahdanau_tuned.yaml
 # The tuned recipe runs to a 20-minute limit; here the step count binds (the linear decay
 # follows it), validation waits for the end and uses 200 dev sentences.
 common=(--set "data.path=$data_path" --set train.max_minutes=null --set "train.max_steps=$steps"
-        --set train.log_every=10 --set train.valid_every=100000 --set train.save_every=100000
-        --set data.valid_max_examples=200 --set train.device=cpu --set train.precision=fp32)
+        --set train.log_every=5 --set train.valid_every=100000 --set train.save_every=100000
+        --set data.valid_max_examples=200 --set train.device=cpu --set train.precision=fp32
+        --set "train.batch_tokens=$batch_tokens")
 torchrun=("$PYTHON" -m torch.distributed.run)
 rm -rf "$out_dir"
 mkdir -p "$out_dir"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # One SentencePiece model and encoded cache for all runs: prepare reuses them when they match.
 seqattn prepare "$config" "${common[@]}" --run-dir "$out_dir/prepared" >/dev/null
@@ -64,6 +69,7 @@ other=$!
 node 0
 wait "$other"
 
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 "$PYTHON" - "$out_dir" <<'PY'
 import json
 import sys

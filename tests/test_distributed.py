@@ -243,3 +243,23 @@ def rank_pid(launcher: int, rank: int) -> int:
         if f"RANK={rank}".encode() in environ:
             return int(child)
     raise AssertionError(f"no rank {rank} among the children of {launcher}")
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2 is outside WORLD_SIZE=2"),
+    ({"RANK": "x", "WORLD_SIZE": "2"}, "RANK='x' is not an integer"),
+    ({"RANK": "0", "WORLD_SIZE": "2", "MASTER_PORT": None}, "without MASTER_PORT"),
+])
+def test_a_broken_torchrun_environment_is_one_error_line(monkeypatch, env, words):
+    from seqattn.distributed import join_world
+
+    base = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": "29999"}
+    for key, value in {**base, **env}.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    with pytest.raises(UserError, match=re.escape(words)) as error:
+        join_world("cpu", 5)
+    assert error.value.message().startswith("error: ") and "\n" not in error.value.message()
