@@ -10,8 +10,9 @@ usage() {
 usage: scripts/bench_ddp.sh DATA_PATH [OUT_DIR] [STEPS] [BATCH_TOKENS]
 
 Trains configs/multi30k/bahdanau_tuned.yaml for STEPS updates (default 60) of 2 batches of
-BATCH_TOKENS (default the config's 3500) three ways:
-  single   seqattn train, 1 process, train.num_threads=2, train.accumulate=2
+BATCH_TOKENS (default the config's 3500) four ways:
+  single2  seqattn train, 1 process, train.num_threads=2, train.accumulate=2
+  single1  the same on 1 thread (the per-core baseline)
   ranks    torchrun --standalone --nproc_per_node 2, train.num_threads=1 per rank
   nodes    torchrun --nnodes 2 --node-rank 0|1 --rdzv-endpoint 127.0.0.1:PORT, 1 rank each
 and prints target tokens/s, the loss every 5 updates and the host's fp32 matmul peak
@@ -46,10 +47,12 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 seqattn prepare "$config" "${common[@]}" --run-dir "$out_dir/prepared" >/dev/null
 fresh() { cp -r "$out_dir/prepared" "$out_dir/$1"; }
 
-echo "== 1 process x 2 threads, accumulate 2" >&2
-fresh single
-OMP_NUM_THREADS=2 seqattn train "$config" "${common[@]}" --set train.num_threads=2 \
-    --set train.accumulate=2 --run-dir "$out_dir/single" 2>"$out_dir/single.log"
+for threads in 2 1; do
+    echo "== 1 process x $threads thread(s), accumulate 2" >&2
+    fresh "single$threads"
+    OMP_NUM_THREADS=$threads seqattn train "$config" "${common[@]}" --set "train.num_threads=$threads" \
+        --set train.accumulate=2 --run-dir "$out_dir/single$threads" 2>"$out_dir/single$threads.log"
+done
 
 echo "== torchrun: 2 ranks x 1 thread" >&2
 fresh ranks
@@ -86,7 +89,7 @@ for threads in (1, 2):
     peaks[threads] = round(matmul_peak(torch.float32, torch.device("cpu")), 1)
 print(f"host fp32 matmul peak: {peaks[1]} GFLOP/s on 1 thread, {peaks[2]} GFLOP/s on 2 threads")
 rows = {}
-for name in ("single", "ranks", "nodes"):
+for name in ("single2", "single1", "ranks", "nodes"):
     events = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
     train = [e for e in events if e["event"] == "train"]
     valid = [e for e in events if e["event"] == "valid"]
@@ -95,7 +98,7 @@ for name in ("single", "ranks", "nodes"):
                   "seconds": train[-1]["elapsed"], "tgt_tokens": train[-1]["tgt_tokens"],
                   "loss": {e["step"]: e["loss"] for e in train},
                   "dev_loss": valid[-1]["loss"] if valid else None}
-steps = sorted(rows["single"]["loss"])
+steps = sorted(rows["single2"]["loss"])
 print("| run | tgt tokens/s | train s | dev loss | " + " | ".join(f"loss@{s}" for s in steps) + " |")
 print("| --- | ---: | ---: | ---: |" + " ---: |" * len(steps))
 for name, row in rows.items():

@@ -160,8 +160,9 @@ class Trainer:
         self._check_same_world(state, path)
         load_weights(self.model, state, path)
         self.progress = restore_training_state(state, self.optimizer, self.schedule, Progress, path)
-        if self.world.distributed and state["world"]["rng"]:  # this rank's own random stream
-            rng = state["world"]["rng"][self.world.rank]
+        ranks_rng = _saved_world(state, path)["rng"]
+        if self.world.distributed and ranks_rng:  # this rank's own random stream
+            rng = ranks_rng[self.world.rank]
             torch.set_rng_state(rng["torch"])
             if "cuda" in rng and self.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"])
@@ -173,7 +174,7 @@ class Trainer:
     def _check_same_world(self, state: dict, path: Path) -> None:
         """Resuming is exact with as many ranks as wrote the checkpoint, and refused otherwise:
         each rank's random stream and share of the batches depend on the number of ranks."""
-        saved = state.get("world", {}).get("size", 1) if isinstance(state.get("world"), dict) else 1
+        saved = _saved_world(state, path)["size"]
         if saved != self.world.size:
             launch = "without torchrun" if saved == 1 else \
                 f"with torchrun on {saved} ranks in all (--nnodes x --nproc_per_node)"
@@ -376,6 +377,19 @@ class Trainer:
         for src, hyp, ref in samples:
             write(f"  src: {src}\n  hyp: {hyp}\n  ref: {ref}")
         return value
+
+
+def _saved_world(state: dict, path: Path) -> dict:
+    """The world that wrote a checkpoint: {"size", "rng" (per rank, or [])}; checkpoints of one
+    process, and those from before DDP, have none: one rank."""
+    world = state.get("world")
+    if not isinstance(world, dict):
+        return {"size": 1, "rng": []}
+    size, rng = world.get("size", 1), world.get("rng") or []
+    if not isinstance(size, int) or not isinstance(rng, list) or len(rng) not in (0, size):
+        raise UserError("checkpoint's world entry is damaged", str(path),
+                        "resume from another checkpoint or start again with --overwrite")
+    return {"size": size, "rng": rng}
 
 
 def train(config: Config, run_dir: Path, resume: bool = False, overwrite: bool = False,
