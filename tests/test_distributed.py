@@ -215,6 +215,26 @@ def test_resuming_with_another_number_of_ranks_is_refused(interrupted_then_resum
     assert "torchrun on 2 ranks" in error.value.message()
 
 
+def test_resume_restores_each_ranks_random_stream(tmp_path, tiny_config):
+    """With dropout, 3 + 3 updates resumed == 6 straight, bit for bit: each rank draws its
+    masks from its own stream, saved in last.pt and restored on resume."""
+    config = tiny_config(model={"dropout": 0.3}, train={**EXACT["train"], "max_steps": 6})
+    logs = []
+    for run, extra in (("straight", []), ("split", ["--set", "train.max_steps=3"]),
+                       ("split", ["--resume"])):
+        logs.append(tmp_path / f"{run}{len(logs)}.log")
+        code, output = finish(torchrun("train", config, "--run-dir", tmp_path / run, *extra,
+                                       cwd=tmp_path, log=logs[-1]), logs[-1], timeout=120)
+        skip_unless_started(output)
+        assert code == 0, output
+    straight = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)
+    split = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)
+    assert [e["loss"] for e in train_events(tmp_path / "split")] == \
+        [e["loss"] for e in train_events(tmp_path / "straight")]
+    for key, value in straight["model"].items():
+        assert torch.equal(split["model"][key], value), key
+
+
 def test_a_rank_killed_makes_the_others_fail_soon_not_hang(tmp_path, tiny_config):
     config = tiny_config(**EXACT)
     run_dir, log = tmp_path / "run", tmp_path / "kill.log"
