@@ -62,10 +62,13 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")
     _state["debug"] = debug or os.environ.get("SEQATTN_DEBUG") == "1"
 
 
-def _fail(code: int, message: str) -> None:
+def _fail(code: int, message: str, every_rank: bool = False) -> None:
     if _state["debug"]:
         traceback.print_exc()
-    typer.echo(message, err=True)
+    # Under torchrun every rank meets the same error; rank 0 says it once. A rank that lost
+    # the others says so itself (rank 0 may be the one that died).
+    if every_rank or os.environ.get("RANK", "0") == "0":
+        typer.echo(message, err=True)
     raise typer.Exit(code)
 
 
@@ -79,7 +82,7 @@ def run_command(function, *args, **kwargs):
     except UserError as exc:
         _fail(2, exc.message())
     except RunFailed as exc:
-        _fail(1, f"error: {exc}")
+        _fail(1, f"error: {exc}", every_rank=getattr(exc, "every_rank", False))
     except Interrupted as exc:
         _fail(130, str(exc))
     except KeyboardInterrupt:
@@ -132,7 +135,7 @@ def train(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
         from seqattn.train import train as train_run  # torch: only once the config is valid
 
         folder = _default_run_dir(config, run_dir)
-        words = ["seqattn", "train", str(config), "--run-dir", str(folder), "--resume"]
+        words = [*_launcher_words(), "train", str(config), "--run-dir", str(folder), "--resume"]
         for text in set_ or []:
             words += ["--set", text]
         hint = shlex.join(words)
@@ -140,6 +143,19 @@ def train(config: ConfigArg, set_: SetOpt = None, run_dir: RunDirOpt = None,
                          resume_command=hint)
 
     run_command(job)
+
+
+def _launcher_words() -> list[str]:
+    """How to start `seqattn` again as it was started: under torchrun, with its world's shape
+    (from the environment torchrun gave this rank), so the resume hint keeps the ranks."""
+    env = os.environ
+    if "LOCAL_WORLD_SIZE" not in env or "WORLD_SIZE" not in env:
+        return ["seqattn"]
+    words = ["torchrun"]
+    if env.get("GROUP_WORLD_SIZE", "1") != "1":  # several machines: this node's rank, rank 0's address
+        words += ["--nnodes", env["GROUP_WORLD_SIZE"], "--node-rank", env.get("GROUP_RANK", "0"),
+                  "--rdzv-endpoint", f"{env.get('MASTER_ADDR')}:{env.get('MASTER_PORT')}"]
+    return [*words, "--nproc_per_node", env["LOCAL_WORLD_SIZE"], "-m", "seqattn"]
 
 
 @app.command()

@@ -115,6 +115,7 @@ LEGACY_MODEL_KEYS = {
 @dataclass(frozen=True)
 class TrainConfig:
     batch_tokens: int = 4096  # padded tokens per batch (the longer side counts)
+    accumulate: int = 1  # batches per update (gradient accumulation); K batches of B update like one of K*B
     max_epochs: Optional[int] = 30
     max_steps: Optional[int] = None
     max_minutes: Optional[float] = None
@@ -140,6 +141,7 @@ class TrainConfig:
     keep_last: int = 0  # also keep the last N saves' weights (stepNNNNNNN.pt) for `seqattn average`
     max_bad_steps: int = 10  # consecutive NaN/inf losses before the run is declared diverged
     num_threads: int = 0  # torch CPU threads; 0 = torch's default (all cores)
+    ddp_timeout: float = 600.0  # torchrun: seconds a rank waits for the others before failing; > validation
     samples: int = 3  # sample translations printed at each validation
 
 
@@ -173,9 +175,10 @@ _POSITIVE = {
     "model.embedding_size", "model.rnn.hidden_size", "model.rnn.num_layers",
     "model.transformer.encoder_layers", "model.transformer.decoder_layers",
     "model.transformer.heads", "model.transformer.ff_size", "model.transformer.max_positions",
-    "train.batch_tokens", "train.max_epochs", "train.max_steps", "train.max_minutes", "train.lr",
+    "train.batch_tokens", "train.accumulate", "train.max_epochs", "train.max_steps",
+    "train.max_minutes", "train.lr",
     "train.log_every", "train.valid_every", "train.save_every", "train.max_bad_steps",
-    "train.patience", "train.plateau_patience",
+    "train.patience", "train.plateau_patience", "train.ddp_timeout",
     "search.beam_size", "search.max_length_ratio", "search.batch_size",
     "search.shortlist_per_source",
 }

@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
-COMMANDS = ["train.sh", "compare_attention.sh", "quickstart.sh", "bench_peers.sh", "gpu_check.sh"]
+COMMANDS = ["train.sh", "compare_attention.sh", "quickstart.sh", "bench_peers.sh", "gpu_check.sh",
+            "bench_ddp.sh"]
 
 
 def load(name: str):
