@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Train seq2seq, Bahdanau and Luong on Multi30k for the same time budget and compare them.
+# Train seq2seq, Bahdanau, Luong and the Transformer on Multi30k for the same time budget and
+# compare them: no attention, additive, multiplicative, self-attention.
 set -euo pipefail
 
 usage() {
     cat <<'USAGE'
 usage: scripts/compare_attention.sh [DATA_PATH] [MINUTES] [--out DIR] [--set KEY=VALUE]... [--overwrite]
 
-Train configs/multi30k/{seq2seq,bahdanau,luong}.yaml one after another, each for MINUTES
+Train configs/multi30k/{seq2seq,bahdanau,luong,transformer_compare}.yaml one after another
+(the same data, vocabulary, batch and optimiser; only the model differs), each for MINUTES
 of training (train.max_minutes), evaluate each on the test split greedy and with beam 5,
 then write the comparison with scripts/report.py:
   OUT/results.md          model, parameters, minutes, target tokens/s, BLEU/chrF greedy and beam 5
   OUT/bleu_by_length.csv  BLEU per source-length bucket, per model and beam
   OUT/bleu_by_length.png  the same, plotted (beam 5)
-  OUT/curves.png          training loss, dev loss and dev BLEU of the three, by training minute
-The runs themselves go to OUT/seq2seq, OUT/bahdanau, OUT/luong.
+  OUT/curves.png          training loss, dev loss and dev BLEU of the four, by training minute
+The runs themselves go to OUT/seq2seq, OUT/bahdanau, OUT/luong, OUT/transformer.
 
-  DATA_PATH         data.path for all three, e.g. ../shared/data/multi30k (offline);
+  DATA_PATH         data.path for all four, e.g. ../shared/data/multi30k (offline);
                     empty or - for each config's own (bentrevett/multi30k on the Hub)
   MINUTES           training minutes per model [default: 20]
   --out DIR         output folder [default: runs/compare]
-  --set KEY=VALUE   extra override for all three trainings (repeatable)
+  --set KEY=VALUE   extra override for all four trainings (repeatable)
   --overwrite       train again over runs already in OUT
   -h, --help        show this help
 
@@ -57,10 +59,12 @@ done
 overrides=(--set "train.max_minutes=$minutes")
 [[ -n $data_path ]] && overrides+=(--set "data.path=$data_path")
 
-models=(seq2seq bahdanau luong)
+models=(seq2seq bahdanau luong transformer)
 run_dirs=()
 for model in "${models[@]}"; do
-    config="$REPO_ROOT/configs/multi30k/$model.yaml"
+    name=$model
+    [[ $model == transformer ]] && name=transformer_compare  # transformer.yaml: the tuned recipe
+    config="$REPO_ROOT/configs/multi30k/$name.yaml"
     [[ -f $config ]] || die "config not found ($config)"
     run_dir="$out/$model"
     echo "== train $model for $minutes minutes into $run_dir" >&2
