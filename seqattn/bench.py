@@ -157,6 +157,9 @@ def peak_rss_mib() -> float:
 def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions: list[str],
               beams: list[int], steps: int, warmup: int, sentences: int, by_length: bool = False,
               say=print) -> dict:
+    if config.data.streaming:  # the figures need batches chosen ahead, from the stored corpus
+        raise UserError("bench measures a stored corpus, not a stream", "data.streaming",
+                        "run it with --set data.streaming=false")
     device = resolve_device(config.train.device)
     prepared = prepare(config, run_dir, with_valid=True, say=say)
     vocab = (prepared.tokenizer.src_vocab_size, prepared.tokenizer.tgt_vocab_size)

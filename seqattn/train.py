@@ -28,7 +28,7 @@ from seqattn.checkpoint import (
     save_checkpoint,
 )
 from seqattn.config import Config, save_config
-from seqattn.data import EncodedSplit, make_batch, train_batches
+from seqattn.data import Batch, EncodedSplit
 from seqattn.device import resolve_device, resolve_precision
 from seqattn.errors import Interrupted, RunFailed, UserError
 from seqattn.files import atomic_write_text
@@ -76,7 +76,7 @@ class Trainer:
                  say=print) -> None:
         self.config, self.rundir, self.device, self.say = config, run, device, say
         self.tokenizer: Tokenizer = prepared.tokenizer
-        self.train_data: EncodedSplit = prepared.train
+        self.train_data = prepared.train  # an EncodedSplit, or a StreamingCorpus (data.streaming)
         self.valid_data: EncodedSplit | None = prepared.valid
         cfg = config.train
         torch.manual_seed(cfg.seed)
@@ -165,18 +165,18 @@ class Trainer:
             shares.append(p.elapsed / (cfg.max_minutes * 60))
         return max(shares)
 
-    def _total_steps(self, per_epoch: int) -> int | None:
+    def _total_steps(self, per_epoch: int | None) -> int | None:
         cfg = self.config.train
         limits = []
         if cfg.max_steps is not None:
             limits.append(cfg.max_steps)
-        if cfg.max_epochs is not None:
+        if cfg.max_epochs is not None and per_epoch is not None:  # None: a stream
             limits.append(cfg.max_epochs * per_epoch)
         return min(limits) if limits else None
 
     def run(self) -> dict:
         cfg, p = self.config.train, self.progress
-        per_epoch = len(train_batches(self.train_data, cfg.batch_tokens, cfg.seed, 0))
+        per_epoch = self.train_data.batches_per_epoch(cfg.batch_tokens, cfg.seed)
         self.total_steps = self._total_steps(per_epoch)
         bar = tqdm(total=self.total_steps, initial=p.step, unit="step",
                    dynamic_ncols=True, file=sys.stderr, disable=None)
@@ -202,9 +202,9 @@ class Trainer:
         cfg, p = self.config.train, self.progress
         stop = self._should_stop()
         while stop is None:
-            batches = train_batches(self.train_data, cfg.batch_tokens, cfg.seed, p.epoch)
-            for index in range(p.batch_in_epoch, len(batches)):
-                self._step_on(batches[index], bar)
+            for index, batch in self.train_data.epoch_batches(cfg.batch_tokens, cfg.seed, p.epoch,
+                                                              p.batch_in_epoch):
+                self._step_on(batch, bar)
                 p.batch_in_epoch = index + 1
                 stop = self._should_stop() or self.stop_signal
                 if stop:
@@ -214,11 +214,11 @@ class Trainer:
             stop = self._should_stop() or self.stop_signal
         return stop
 
-    def _step_on(self, indices: list[int], bar) -> None:
+    def _step_on(self, batch: Batch, bar) -> None:
         """Train on one batch, then log, validate and save on their schedules."""
         cfg, p, window = self.config.train, self.progress, self.window
         started = time.perf_counter()
-        batch = make_batch(self.train_data, indices).to(self.device)
+        batch = batch.to(self.device)
         loss = self._train_step(batch)
         p.elapsed += time.perf_counter() - started
         if loss is None:
