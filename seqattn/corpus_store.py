@@ -98,6 +98,40 @@ class Layout:
                 [t if isinstance(t, str) else "" for t in tgt])
 
 
+def sample_rows(rows: int, size: int, seed: int) -> np.ndarray:
+    """`size` distinct row numbers below `rows` drawn at random, in increasing order: [size]."""
+    if size >= rows:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
+
+
+@dataclass(frozen=True)
+class SampledPairs:
+    """The non-blank pairs among `size` rows drawn at random (all rows when fewer).
+
+    Calling it starts a fresh pass: rows are read CHUNK_ROWS at a time in row order, so the sample
+    is never all in memory; it pickles small (the dataset as its file paths), so SentencePiece can
+    train on it in a child process.
+    """
+
+    dataset: Any  # datasets.Dataset
+    layout: Layout
+    rows: int
+    size: int
+    seed: int
+
+    def __call__(self) -> Iterator[tuple[str, str]]:
+        chosen = sample_rows(self.rows, self.size, self.seed)
+        for start in range(0, len(chosen), CHUNK_ROWS):
+            part = chosen[start : start + CHUNK_ROWS]
+            contiguous = part[-1] - part[0] + 1 == len(part)
+            rows = self.dataset[int(part[0]) : int(part[-1]) + 1] if contiguous \
+                else self.dataset[part.tolist()]
+            for src, tgt in zip(*self.layout.texts(rows)):
+                if src.strip() and tgt.strip():
+                    yield src, tgt
+
+
 @dataclass(frozen=True)
 class EncodeJob:
     """One worker's share: rows [start, stop) of `dataset`, written to files `prefix`.*."""
@@ -227,14 +261,24 @@ def build_store(folder: Path, dataset, layout: Layout, rows: int, tokenizer_fold
                 "dropped_empty": sum(c.dropped_empty for c in counts),
                 "dropped_long": sum(c.dropped_long for c in counts)}
         (work / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(work, folder)
+        _put_in_place(work, folder)
     except OSError as exc:
         raise UserError(f"cannot write the encoded corpus: {exc.strerror or exc}", str(folder),
                         "free disk space or check permissions, then run again") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _put_in_place(work: Path, folder: Path) -> None:
+    """Rename the finished store over a damaged one; when another process (a DDP rank) put the
+    same store there first, keep theirs."""
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        os.replace(work, folder)
+    except OSError:
+        if not (folder / "meta.json").exists():
+            raise
 
 
 @dataclass

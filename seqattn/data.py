@@ -21,7 +21,7 @@ import torch
 
 from seqattn.checkpoint import save_checkpoint
 from seqattn.config import DataConfig
-from seqattn.corpus_store import CHUNK_ROWS, Layout, TokenSequences, build_store, open_store
+from seqattn.corpus_store import Layout, SampledPairs, TokenSequences, build_store, open_store
 from seqattn.errors import UserError
 from seqattn.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
@@ -67,10 +67,19 @@ def load_kwargs(cfg: DataConfig) -> dict:
         if not path.exists():
             raise UserError("data file not found", f"data.data_files: {name}",
                             "check the path (every file and shard listed must exist)")
-        if path.is_file() and path.stat().st_size == 0:
+        if path.is_file() and _blank(path):
             raise UserError("data file is empty", f"data.data_files: {name}",
                             "point data.data_files at a file with sentence pairs, or remove it")
     return {"data_files": cfg.data_files}
+
+
+def _blank(path: Path, peek: int = 1 << 16) -> bool:
+    """Whether a file holds nothing but whitespace (checked for small files only: cheap)."""
+    size = path.stat().st_size
+    if size > peek:
+        return False
+    with path.open("rb") as handle:
+        return not handle.read(peek).strip()
 
 
 def _local_files(data_files) -> list[str]:
@@ -108,7 +117,8 @@ def dataset_errors(where: str):
         raise UserError(f"dataset not found ({_first_line(exc)})", where,
                         "give a Hub id, a local folder, or a builder with data.data_files") from None
     except (ValueError, DatasetGenerationError) as exc:
-        raise UserError(f"cannot load dataset ({_first_line(exc)})", where,
+        cause = exc.__cause__ if isinstance(exc, DatasetGenerationError) and exc.__cause__ else exc
+        raise UserError(f"cannot load dataset ({_first_line(cause)})", where,
                         "check data.path, data.name and data.data_files") from None
     except StopIteration:  # the json builder on a file with no rows
         raise UserError("cannot load dataset: a data file has no rows", where,
@@ -166,25 +176,9 @@ class CorpusSource:
     def texts(self, start: int, stop: int) -> tuple[list[str], list[str]]:
         return self.layout.texts(self.dataset[start:stop])
 
-    def sample(self, pairs: int, seed: int) -> Iterator[tuple[str, str]]:
-        """The non-blank pairs among `pairs` rows drawn at random (all rows when fewer), read
-        CHUNK_ROWS at a time in row order: the sample is never all in memory."""
-        chosen = sample_rows(self.rows, pairs, seed)
-        for start in range(0, len(chosen), CHUNK_ROWS):
-            part = chosen[start : start + CHUNK_ROWS]
-            contiguous = part[-1] - part[0] + 1 == len(part)
-            rows = self.dataset[int(part[0]) : int(part[-1]) + 1] if contiguous \
-                else self.dataset[part.tolist()]
-            for src, tgt in zip(*self.layout.texts(rows)):
-                if src.strip() and tgt.strip():
-                    yield src, tgt
-
-
-def sample_rows(rows: int, size: int, seed: int) -> np.ndarray:
-    """`size` distinct row numbers below `rows` drawn at random, in increasing order: [size]."""
-    if size >= rows:
-        return np.arange(rows)
-    return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
+    def sample(self, pairs: int, seed: int) -> SampledPairs:
+        """A re-iterable random sample of `pairs` rows (see corpus_store.SampledPairs)."""
+        return SampledPairs(self.dataset, self.layout, self.rows, pairs, seed)
 
 
 def open_corpus(cfg: DataConfig, split: str) -> CorpusSource:

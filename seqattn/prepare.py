@@ -31,6 +31,10 @@ from seqattn.rundir import RunDir
 from seqattn.tokenizer import Tokenizer, read_meta, sample_sizes, train_tokenizer_on_pairs
 
 SAMPLE_SEED = 0  # the tokenizer's sample depends on the data and the config only
+# From this many sampled pairs SentencePiece trains in a child process: its memory (~25 bytes per
+# character of the sample) goes back to the system before encoding starts, instead of staying in
+# this process's heap.
+SPM_CHILD_PAIRS = 20_000
 
 Pairs = Callable[[], Iterator[tuple[str, str]]]
 
@@ -88,8 +92,9 @@ def prepare(config: Config, run_dir: Path, with_valid: bool = True,
     loaded = time.perf_counter()
     run = RunDir(run_dir)
     pairs = sample_sizes(config.tokenizer)
-    tokenizer = tokenizer_for(config, source.identity, lambda: source.sample(pairs, SAMPLE_SEED),
-                              run, allow_retrain, say, f"{min(pairs, source.rows)} of {source.rows}")
+    tokenizer = tokenizer_for(config, source.identity, source.sample(pairs, SAMPLE_SEED),
+                              run, allow_retrain, say, f"{min(pairs, source.rows)} of {source.rows}",
+                              separate_process=min(pairs, source.rows) >= SPM_CHILD_PAIRS)
     tokenized = time.perf_counter()
     train = encoded_train(config, source, tokenizer, run)
     if len(train) == 0:
@@ -128,7 +133,7 @@ def split_stats(config: Config, train: EncodedSplit, valid: EncodedSplit | None,
 
 
 def tokenizer_for(config: Config, identity: str, pairs: Pairs, run: RunDir, allow_retrain: bool,
-                  say, sample_note: str) -> Tokenizer:
+                  say, sample_note: str, separate_process: bool = False) -> Tokenizer:
     """The run's tokenizer when it matches the config and data; else (if allowed) a new one,
     trained on the pairs `pairs()` yields (a sample of the training split)."""
     data = config.data
@@ -149,7 +154,7 @@ def tokenizer_for(config: Config, identity: str, pairs: Pairs, run: RunDir, allo
                         "check data.src_lang/tgt_lang and the files")
     say(f"training SentencePiece {config.tokenizer.type} ({config.tokenizer.vocab_size} pieces, "
         f"{'joint' if config.tokenizer.joint else 'per side'}) on {sample_note} pairs")
-    return train_tokenizer_on_pairs(config.tokenizer, pairs, folder, identity)
+    return train_tokenizer_on_pairs(config.tokenizer, pairs, folder, identity, separate_process)
 
 
 def _same_settings(stored: dict | None, wanted: dict, strict: bool) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -117,25 +118,23 @@ def sample_sizes(config: TokenizerConfig) -> int:
 
 
 def train_tokenizer_on_pairs(config: TokenizerConfig, pairs: Callable[[], Iterator[tuple[str, str]]],
-                             folder: Path, data_identity: str) -> Tokenizer:
+                             folder: Path, data_identity: str,
+                             separate_process: bool = False) -> Tokenizer:
     """Train on the (source, target) pairs that each call of `pairs()` yields afresh.
 
     The pairs are read lazily, so only SentencePiece's own copy of the sample is in memory;
-    they are read twice, once per side.
+    they are read twice, once per side. `separate_process`: train in a spawned child (then
+    `pairs` must pickle), whose memory is all returned when it ends.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tokenizer.", dir=folder.parent))
     try:
-        if config.joint:
-            # all sources, then all targets: the order the in-memory lists had before
-            both = itertools.chain((src for src, _ in pairs()), (tgt for _, tgt in pairs()))
-            _train_one(both, config, work / "joint")
-            names = ["joint.model"]
+        if separate_process:
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                names = pool.apply(_train_models, (config, pairs, work))
         else:
-            _train_one((src for src, _ in pairs()), config, work / "src")
-            _train_one((tgt for _, tgt in pairs()), config, work / "tgt")
-            names = ["src.model", "tgt.model"]
+            names = _train_models(config, pairs, work)
         _write_meta(work, names, config, data_identity)
         if folder.exists():
             shutil.rmtree(folder)
@@ -144,6 +143,19 @@ def train_tokenizer_on_pairs(config: TokenizerConfig, pairs: Callable[[], Iterat
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     return Tokenizer.load(folder)
+
+
+def _train_models(config: TokenizerConfig, pairs: Callable[[], Iterator[tuple[str, str]]],
+                  work: Path) -> list[str]:
+    """The SentencePiece model file(s) for `config`, written into `work`; their names."""
+    if not config.joint:
+        _train_one((src for src, _ in pairs()), config, work / "src")
+        _train_one((tgt for _, tgt in pairs()), config, work / "tgt")
+        return ["src.model", "tgt.model"]
+    # all sources, then all targets: the order the in-memory lists had before
+    both = itertools.chain((src for src, _ in pairs()), (tgt for _, tgt in pairs()))
+    _train_one(both, config, work / "joint")
+    return ["joint.model"]
 
 
 def _write_meta(work: Path, names: list[str], config: TokenizerConfig, data_identity: str) -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from seqattn import corpus_store
 from seqattn.config import DataConfig, TokenizerConfig, config_from_dict
-from seqattn.corpus_store import TokenSequences, open_store
-from seqattn.data import Corpus, encode_corpus, encode_source, open_corpus, sample_rows
+from seqattn.corpus_store import TokenSequences, open_store, sample_rows
+from seqattn.data import Corpus, encode_corpus, encode_source, open_corpus
 from seqattn.errors import UserError
 from seqattn.prepare import prepare
 from seqattn.tokenizer import train_tokenizer
@@ -132,7 +132,7 @@ def test_empty_or_missing_data_files_are_one_error_line(tmp_path):
 def test_a_file_with_only_blank_lines_is_a_user_error(tmp_path):
     (tmp_path / "blank.jsonl").write_text("\n\n")
     cfg = DataConfig(path="json", data_files={"train": str(tmp_path / "blank.jsonl")})
-    with pytest.raises(UserError, match="cannot load dataset|no rows|no sentence pairs"):
+    with pytest.raises(UserError, match="data file is empty"):
         open_corpus(cfg, "train")
 
 
@@ -153,3 +153,17 @@ def test_saved_dataset_is_stored_without_its_text(tmp_path, tokenizer):
                          "train")
     split = encode_source(source, tokenizer[0], tokenizer[1], tmp_path / "c", 20, 0)
     assert len(split) == 50 and split.src_text == []
+
+
+def test_sentencepiece_in_a_child_process_makes_the_same_model(tmp_path):
+    """Big samples train in a spawned child (its memory all returned); the model is the same."""
+    from seqattn.tokenizer import train_tokenizer_on_pairs
+
+    write_jsonl(tmp_path / "d" / "train.jsonl", toy_pairs(300))
+    source = open_corpus(DataConfig(path=str(tmp_path / "d"), src_lang="src", tgt_lang="tgt"),
+                         "train")
+    config = TokenizerConfig(type="bpe", vocab_size=40, joint=True)
+    here = train_tokenizer_on_pairs(config, source.sample(200, 0), tmp_path / "a", "x")
+    child = train_tokenizer_on_pairs(config, source.sample(200, 0), tmp_path / "b", "x",
+                                     separate_process=True)
+    assert child.fingerprint == here.fingerprint
