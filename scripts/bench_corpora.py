@@ -3,13 +3,15 @@
     python scripts/bench_corpora.py make --pairs 2000000 --out /work/tmp/corpora/m30k-2m
     python scripts/bench_corpora.py prepare CONFIG --run-dir DIR [--set KEY=VALUE]...
     python scripts/bench_corpora.py train CONFIG --run-dir DIR [--set KEY=VALUE]...
+    python scripts/bench_corpora.py batches CONFIG --run-dir DIR [--set KEY=VALUE]...
 
 `make` writes train.jsonl with `--pairs` lines, each two random Multi30k training pairs joined by a
 space on both sides (about 30 pieces a side, twice Multi30k's), plus Multi30k's own validation and
 test files. `prepare` and `train` run `python -m seqattn ...` in a child process and sample the
 resident memory of its whole process tree every 50 ms (worker processes included: the sum, not
 the largest), and report wall time, the peak, and the child's own figures. PYTHONPATH chooses the
-code measured (this tree, or a baseline checkout).
+code measured (this tree, or a baseline checkout). `batches` times make_batch on a prepared
+training split in this process (the data path's share of a training step).
 """
 
 from __future__ import annotations
@@ -41,10 +43,16 @@ def make_corpus(source: Path, out: Path, pairs: int, seed: int) -> None:
     shutil.copy(source / "test.jsonl", out / "test.jsonl")
 
 
-def tree_rss_kib(root: int) -> int:
-    """Resident KiB of `root` and all its descendants (from /proc; Linux only)."""
+def _kib(fields: dict[str, str], name: str) -> int:
+    return int(fields[name].split()[0]) if name in fields else 0
+
+
+def tree_rss_kib(root: int) -> tuple[int, int]:
+    """Resident KiB of `root` and all its descendants (from /proc; Linux only): all of it, and
+    the anonymous part alone (without the pages of memory-mapped files, which the kernel may
+    drop at any time and which two processes mapping one file both count)."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    rss: dict[int, tuple[int, int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -55,13 +63,15 @@ def tree_rss_kib(root: int) -> int:
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         pid = int(entry)
         children.setdefault(int(fields.get("PPid", "0").strip()), []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) if "VmRSS" in fields else 0
-    total, todo = 0, [root]
+        rss[pid] = (_kib(fields, "VmRSS"), _kib(fields, "RssAnon"))
+    total = anon = 0
+    todo = [root]
     while todo:
         pid = todo.pop()
-        total += rss.get(pid, 0)
+        total += rss.get(pid, (0, 0))[0]
+        anon += rss.get(pid, (0, 0))[1]
         todo += children.get(pid, [])
-    return total
+    return total, anon
 
 
 def measure(command: list[str], log: Path) -> dict:
@@ -69,13 +79,53 @@ def measure(command: list[str], log: Path) -> dict:
     started = time.perf_counter()
     with log.open("w") as out:
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        peak = 0
+        peak = peak_anon = 0
         while child.poll() is None:
-            peak = max(peak, tree_rss_kib(child.pid))
+            total, anon = tree_rss_kib(child.pid)
+            peak, peak_anon = max(peak, total), max(peak_anon, anon)
             time.sleep(0.05)
     return {"command": " ".join(command), "rc": child.returncode,
             "seconds": round(time.perf_counter() - started, 1),
-            "peak_tree_rss_mib": round(peak / 1024, 1)}
+            "peak_tree_rss_mib": round(peak / 1024, 1),
+            "peak_tree_anon_mib": round(peak_anon / 1024, 1)}
+
+
+def batch_speed(config_path: str, run_dir: str, overrides: list[str], batches: int) -> dict:
+    """Microseconds to build one training batch (make_batch) from the prepared training split,
+    and from the same split copied into Python lists of arrays (how the baseline held it)."""
+    import numpy as np
+
+    from seqattn.config import load_config
+    from seqattn.data import EncodedSplit, make_batch, train_batches
+    from seqattn.prepare import prepare
+
+    config = load_config(config_path, overrides)
+    train = prepare(config, Path(run_dir), with_valid=False, say=lambda *_: None).train
+    order = train_batches(train, config.train.batch_tokens, config.train.seed, 0)[:batches]
+    copied = sorted({int(i) for b in order for i in b})
+    position = {i: k for k, i in enumerate(copied)}
+    lists = EncodedSplit([np.array(train.src[i]) for i in copied],
+                         [np.array(train.tgt[i]) for i in copied], [], [])
+    result = {"pairs": len(train), "batches": len(order)}
+    for name, split, plan in (("store", train, order),
+                              ("lists", lists, [[position[int(i)] for i in b] for b in order])):
+        started = time.perf_counter()
+        for indices in plan:
+            make_batch(split, indices)
+        result[f"{name}_us_per_batch"] = round((time.perf_counter() - started) / len(plan) * 1e6, 1)
+    return result
+
+
+def training_speed(metrics: Path, skip: int = 2) -> dict:
+    """Median and best target tokens/s of the train log windows, the first `skip` left out
+    (warm-up); on a shared machine the best window is the least disturbed one."""
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
+    windows = [r["tokens_per_second"] for r in rows if r["event"] == "train"][skip:]
+    if not windows:
+        return {}
+    speeds = sorted(windows)
+    return {"tokens_per_second_median": speeds[len(speeds) // 2],
+            "tokens_per_second_best": speeds[-1], "windows": len(speeds)}
 
 
 def main() -> None:
@@ -92,9 +142,17 @@ def main() -> None:
         run.add_argument("--run-dir", required=True)
         run.add_argument("--set", action="append", default=[])
         run.add_argument("--log", type=Path, default=None)
+    speed = sub.add_parser("batches")
+    speed.add_argument("config")
+    speed.add_argument("--run-dir", required=True)
+    speed.add_argument("--set", action="append", default=[])
+    speed.add_argument("--batches", type=int, default=2000)
     args = parser.parse_args()
     if args.what == "make":
         make_corpus(args.source, args.out, args.pairs, args.seed)
+        return
+    if args.what == "batches":
+        print(json.dumps(batch_speed(args.config, args.run_dir, args.set, args.batches)))
         return
     command = [sys.executable, "-m", "seqattn", args.what, args.config, "--run-dir", args.run_dir]
     command += [part for text in args.set for part in ("--set", text)]
@@ -104,6 +162,8 @@ def main() -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     result = measure(command, log)
     result["log_tail"] = log.read_text(errors="replace").splitlines()[-3:]
+    if args.what == "train":
+        result.update(training_speed(Path(args.run_dir) / "metrics.jsonl"))
     print(json.dumps(result))
 
 
