@@ -14,16 +14,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from seqattn.checkpoint import save_checkpoint
 from seqattn.config import DataConfig
 from seqattn.corpus_store import Layout, SampledPairs, TokenSequences, build_store, open_store
 from seqattn.errors import UserError
 from seqattn.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: `seqattn prepare` runs without it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +274,8 @@ def encode_source(source: CorpusSource, tokenizer: Tokenizer, tokenizer_folder: 
 
 
 def _pack(seqs: list[list[int]]) -> dict[str, torch.Tensor]:
+    import torch
+
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
     flat = torch.tensor([i for s in seqs for i in s], dtype=torch.int32)
     return {"flat": flat, "lengths": lengths}
@@ -293,6 +297,8 @@ def encode_corpus(corpus: Corpus, tokenizer: Tokenizer, cache_dir: Path | None,
         [corpus.identity, tokenizer.fingerprint, max_length, max_examples]).encode()).hexdigest()[:20]
     cache = Path(cache_dir) / f"{key}.pt" if cache_dir is not None else None
     if cache is not None and cache.exists():
+        import torch
+
         try:
             stored = torch.load(cache, weights_only=True)
             keep = stored["keep"].tolist()
@@ -314,6 +320,8 @@ def encode_corpus(corpus: Corpus, tokenizer: Tokenizer, cache_dir: Path | None,
     src_kept = [src_ids[i] for i in keep]
     tgt_kept = [tgt_ids[i] for i in keep]
     if cache is not None:
+        import torch
+
         save_checkpoint({"src": _pack(src_kept), "tgt": _pack(tgt_kept),
                                "keep": torch.tensor(keep, dtype=torch.int64),
                                "dropped_empty": dropped_empty, "dropped_long": dropped_long}, cache)
@@ -370,6 +378,8 @@ def make_batch(split: EncodedSplit, indices: Sequence[int]) -> Batch:
 
 
 def collate(srcs: list[np.ndarray], tgts: list[np.ndarray], indices: Sequence[int]) -> Batch:
+    import torch
+
     n = len(srcs)
     max_src = max(len(s) for s in srcs) + 1
     max_tgt = max(len(t) for t in tgts) + 1

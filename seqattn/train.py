@@ -13,6 +13,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,8 +203,9 @@ class Trainer:
         cfg, p = self.config.train, self.progress
         stop = self._should_stop()
         while stop is None:
-            for index, batch in self.train_data.epoch_batches(cfg.batch_tokens, cfg.seed, p.epoch,
-                                                              p.batch_in_epoch):
+            batches = self.train_data.epoch_batches(cfg.batch_tokens, cfg.seed, p.epoch,
+                                                    p.batch_in_epoch)
+            for index, batch in self._timed(batches):
                 self._step_on(batch, bar)
                 p.batch_in_epoch = index + 1
                 stop = self._should_stop() or self.stop_signal
@@ -213,6 +215,17 @@ class Trainer:
             p.batch_in_epoch = 0
             stop = self._should_stop() or self.stop_signal
         return stop
+
+    def _timed(self, batches: Iterator[tuple[int, Batch]]) -> Iterator[tuple[int, Batch]]:
+        """The batches, the time spent making each (a stream reads and tokenises here) counted
+        as training time."""
+        while True:
+            started = time.perf_counter()
+            item = next(batches, None)
+            self.progress.elapsed += time.perf_counter() - started
+            if item is None:
+                return
+            yield item
 
     def _step_on(self, batch: Batch, bar) -> None:
         """Train on one batch, then log, validate and save on their schedules."""
