@@ -4,6 +4,7 @@
     python scripts/bench_corpora.py prepare CONFIG --run-dir DIR [--set KEY=VALUE]...
     python scripts/bench_corpora.py train CONFIG --run-dir DIR [--set KEY=VALUE]...
     python scripts/bench_corpora.py batches CONFIG --run-dir DIR [--set KEY=VALUE]...
+    python scripts/bench_corpora.py steps CONFIG --split LABEL=RUN_DIR=DATA_PATH... [--set ...]
 
 `make` writes train.jsonl with `--pairs` lines, each two random Multi30k training pairs joined by a
 space on both sides (about 30 pieces a side, twice Multi30k's), plus Multi30k's own validation and
@@ -11,7 +12,8 @@ test files. `prepare` and `train` run `python -m seqattn ...` in a child process
 resident memory of its whole process tree every 50 ms (worker processes included: the sum, not
 the largest), and report wall time, the peak, and the child's own figures. PYTHONPATH chooses the
 code measured (this tree, or a baseline checkout). `batches` times make_batch on a prepared
-training split in this process (the data path's share of a training step).
+training split in this process (the data path's share of a training step); `steps` times
+training steps on several prepared splits taking turns in one process, with one model.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -75,8 +78,10 @@ def tree_rss_kib(root: int) -> tuple[int, int]:
 
 
 def measure(command: list[str], log: Path) -> dict:
-    """Run `command`, sampling its tree's RSS; wall seconds, peak tree RSS and its exit code."""
+    """Run `command`, sampling its tree's RSS: its exit code, wall and CPU seconds (CPU time is
+    the fairer figure on a shared machine), and the peak tree RSS."""
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log.open("w") as out:
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         peak = peak_anon = 0
@@ -84,8 +89,10 @@ def measure(command: list[str], log: Path) -> dict:
             total, anon = tree_rss_kib(child.pid)
             peak, peak_anon = max(peak, total), max(peak_anon, anon)
             time.sleep(0.05)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the child and every process it waited for
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return {"command": " ".join(command), "rc": child.returncode,
-            "seconds": round(time.perf_counter() - started, 1),
+            "seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(cpu, 1),
             "peak_tree_rss_mib": round(peak / 1024, 1),
             "peak_tree_anon_mib": round(peak_anon / 1024, 1)}
 
@@ -128,6 +135,70 @@ def training_speed(metrics: Path, skip: int = 2) -> dict:
             "tokens_per_second_best": speeds[-1], "windows": len(speeds)}
 
 
+def _lists_copy(split, plan: list) -> tuple[object, list]:
+    """The sentences `plan` uses, copied into Python lists of arrays (the baseline's layout),
+    and `plan` renumbered into the copy."""
+    import numpy as np
+
+    from seqattn.data import EncodedSplit
+
+    used = sorted({int(i) for b in plan for i in b})
+    position = {i: k for k, i in enumerate(used)}
+    copy = EncodedSplit([np.array(split.src[i]) for i in used], [np.array(split.tgt[i]) for i in used],
+                        [], [])
+    return copy, [[position[int(i)] for i in b] for b in plan]
+
+
+def step_speed(config_path: str, overrides: list[str], splits: list[str], steps: int,
+               rounds: int) -> dict:
+    """Target tokens/s of training steps (make_batch included) on each split, one model, the
+    splits taking turns `steps` batches at a time for `rounds` rounds, so that a shared
+    machine's load falls on all of them alike. The first split is also run from in-memory lists.
+    `splits`: LABEL=RUN_DIR=DATA_PATH, each prepared before."""
+    import torch
+
+    from seqattn.config import load_config
+    from seqattn.data import make_batch, train_batches
+    from seqattn.device import resolve_device, resolve_precision
+    from seqattn.models import build_model
+    from seqattn.optim import make_optimizer
+    from seqattn.prepare import prepare
+    from seqattn.training_step import train_step
+
+    sources, vocab = {}, 0
+    for text in splits:
+        label, run_dir, data_path = text.split("=")
+        config = load_config(config_path, overrides + [f"data.path={data_path}"])
+        prepared = prepare(config, Path(run_dir), with_valid=False, say=lambda *_: None)
+        vocab = max(vocab, prepared.tokenizer.src_vocab_size, prepared.tokenizer.tgt_vocab_size)
+        plan = train_batches(prepared.train, config.train.batch_tokens, config.train.seed, 0)
+        sources[label] = (prepared.train, plan[: steps * rounds + 10])
+        if len(sources) == 1:
+            sources[f"{label}, from lists"] = _lists_copy(*sources[label])
+    torch.manual_seed(0)
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
+    device = resolve_device(config.train.device)
+    model = build_model(config.model, vocab, vocab).to(device).train()
+    optimizer = make_optimizer(model, config.train, device)
+    precision = resolve_precision(config.train.precision, device)
+    totals = {label: [0, 0.0] for label in sources}
+    for round_number in range(-1, rounds):  # round -1: warm-up, not counted
+        for label, (split, plan) in sources.items():
+            part = plan[:10] if round_number < 0 else \
+                plan[10 + round_number * steps : 10 + (round_number + 1) * steps]
+            for indices in part:
+                started = time.perf_counter()
+                batch = make_batch(split, indices).to(device)
+                train_step(model, optimizer, batch, config.train, precision, device, config.train.lr)
+                if round_number >= 0:
+                    totals[label][0] += batch.num_tgt_tokens
+                    totals[label][1] += time.perf_counter() - started
+    return {label: {"tgt_tokens_per_second": round(tokens / seconds, 1),
+                    "mean_tgt_tokens_per_batch": round(tokens / (steps * rounds), 1)}
+            for label, (tokens, seconds) in totals.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -147,7 +218,16 @@ def main() -> None:
     speed.add_argument("--run-dir", required=True)
     speed.add_argument("--set", action="append", default=[])
     speed.add_argument("--batches", type=int, default=2000)
+    steps = sub.add_parser("steps")
+    steps.add_argument("config")
+    steps.add_argument("--split", action="append", required=True, help="LABEL=RUN_DIR=DATA_PATH")
+    steps.add_argument("--set", action="append", default=[])
+    steps.add_argument("--steps", type=int, default=40)
+    steps.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.what == "steps":
+        print(json.dumps(step_speed(args.config, args.set, args.split, args.steps, args.rounds)))
+        return
     if args.what == "make":
         make_corpus(args.source, args.out, args.pairs, args.seed)
         return

@@ -166,4 +166,5 @@ def test_sentencepiece_in_a_child_process_makes_the_same_model(tmp_path):
     here = train_tokenizer_on_pairs(config, source.sample(200, 0), tmp_path / "a", "x")
     child = train_tokenizer_on_pairs(config, source.sample(200, 0), tmp_path / "b", "x",
                                      separate_process=True)
-    assert child.fingerprint == here.fingerprint
+    pieces = [[tok.src.id_to_piece(i) for i in range(tok.src_vocab_size)] for tok in (here, child)]
+    assert pieces[0] == pieces[1]  # (the fingerprints differ: the model file names its folder)
