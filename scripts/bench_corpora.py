@@ -7,12 +7,13 @@
     python scripts/bench_corpora.py steps CONFIG --split LABEL=RUN_DIR=DATA_PATH... [--set ...]
 
 `make` writes train.jsonl with `--pairs` lines, each two random Multi30k training pairs joined by a
-space on both sides (about 30 pieces a side, twice Multi30k's), plus Multi30k's own validation and
-test files. `prepare` and `train` run `python -m seqattn ...` in a child process and sample the
-resident memory of its whole process tree every 50 ms (worker processes included: the sum, not
-the largest), and report wall time, the peak, and the child's own figures. PYTHONPATH chooses the
-code measured (this tree, or a baseline checkout). `batches` times make_batch on a prepared
-training split in this process (the data path's share of a training step); `steps` times
+space on both sides (about 30 pieces a side, twice Multi30k's; `--join 1`: one pair a line, at
+Multi30k's own lengths), plus Multi30k's own validation and test files. `prepare` and `train` run
+`python -m seqattn ...` in a child process, sample the resident memory of its whole process tree
+every 50 ms (worker processes included: the sum, not the largest), and report wall and CPU time,
+the peak, and the child's own figures. PYTHONPATH chooses the code measured (this tree, or a
+baseline checkout). `batches` times make_batch on a prepared training split in this process (the
+data path's share of a training step); `steps` times
 training steps on several prepared splits taking turns in one process, with one model.
 """
 
@@ -32,15 +33,15 @@ from pathlib import Path
 MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 
 
-def make_corpus(source: Path, out: Path, pairs: int, seed: int) -> None:
-    """`pairs` lines of two random source pairs joined, written without holding them all."""
+def make_corpus(source: Path, out: Path, pairs: int, seed: int, join: int = 2) -> None:
+    """`pairs` lines of `join` random source pairs joined, written without holding them all."""
     rows = [json.loads(line) for line in (source / "train.jsonl").open(encoding="utf-8")]
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "train.jsonl").open("w", encoding="utf-8") as handle:
         for _ in range(pairs):
-            a, b = rng.choice(rows), rng.choice(rows)
-            joined = {lang: f"{a[lang]} {b[lang]}" for lang in a}
+            chosen = [rng.choice(rows) for _ in range(join)]
+            joined = {lang: " ".join(row[lang] for row in chosen) for lang in chosen[0]}
             handle.write(json.dumps(joined, ensure_ascii=False) + "\n")
     shutil.copy(source / "val.jsonl", out / "validation.jsonl")
     shutil.copy(source / "test.jsonl", out / "test.jsonl")
@@ -153,7 +154,8 @@ def step_speed(config_path: str, overrides: list[str], splits: list[str], steps:
                rounds: int) -> dict:
     """Target tokens/s of training steps (make_batch included) on each split, one model, the
     splits taking turns `steps` batches at a time for `rounds` rounds, so that a shared
-    machine's load falls on all of them alike. The first split is also run from in-memory lists.
+    machine's load falls on all of them alike. The first split is also run from in-memory lists,
+    on the very same batches.
     `splits`: LABEL=RUN_DIR=DATA_PATH, each prepared before."""
     import torch
 
@@ -184,7 +186,10 @@ def step_speed(config_path: str, overrides: list[str], splits: list[str], steps:
     precision = resolve_precision(config.train.precision, device)
     totals = {label: [0, 0.0] for label in sources}
     for round_number in range(-1, rounds):  # round -1: warm-up, not counted
-        for label, (split, plan) in sources.items():
+        # Odd rounds go in reverse order: a split whose batches follow the same batches from
+        # another split meets warm kernels for those shapes, so each goes first as often.
+        order = list(sources.items())
+        for label, (split, plan) in order[::-1] if round_number % 2 else order:
             part = plan[:10] if round_number < 0 else \
                 plan[10 + round_number * steps : 10 + (round_number + 1) * steps]
             for indices in part:
@@ -207,6 +212,7 @@ def main() -> None:
     make.add_argument("--out", type=Path, required=True)
     make.add_argument("--source", type=Path, default=MULTI30K)
     make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--join", type=int, default=2, help="source pairs per line")
     for name in ("prepare", "train"):
         run = sub.add_parser(name)
         run.add_argument("config")
@@ -229,7 +235,7 @@ def main() -> None:
         print(json.dumps(step_speed(args.config, args.set, args.split, args.steps, args.rounds)))
         return
     if args.what == "make":
-        make_corpus(args.source, args.out, args.pairs, args.seed)
+        make_corpus(args.source, args.out, args.pairs, args.seed, args.join)
         return
     if args.what == "batches":
         print(json.dumps(batch_speed(args.config, args.run_dir, args.set, args.batches)))
