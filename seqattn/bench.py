@@ -193,15 +193,15 @@ def _decode_rerun(model, batch, length: int) -> None:
 def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions: list[str],
               beams: list[int], steps: int, warmup: int, sentences: int, by_length: bool = False,
               output_lengths: list[int] | None = None, say=print) -> dict:
+    if config.data.streaming:  # the figures need batches chosen ahead, from the stored corpus
+        raise UserError("bench measures a stored corpus, not a stream", "data.streaming",
+                        "run it with --set data.streaming=false")
     device = resolve_device(config.train.device)
     prepared = prepare(config, run_dir, with_valid=True, say=say)
     vocab = (prepared.tokenizer.src_vocab_size, prepared.tokenizer.tgt_vocab_size)
     report: dict = {"device": str(device), "threads": torch.get_num_threads(),
                     "model": config.model.kind, "peak_gflops": {}, "training": [], "decoding": []}
-    for precision in precisions:
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        report["peak_gflops"][precision] = round(matmul_peak(dtype, device), 1)
-        say(f"matmul peak {precision}: {report['peak_gflops'][precision]} GFLOP/s")
+    report["peak_gflops"] = _peaks(precisions, device, say)
     report["training"] = _training_rows(config, prepared, vocab, batch_tokens, precisions, steps,
                                         warmup, device, report["peak_gflops"], say)
     if by_length:  # the first precision and batch size, on the short and the long half
@@ -223,6 +223,15 @@ def run_bench(config: Config, run_dir: Path, batch_tokens: list[int], precisions
                 f"re-running the prefix")
     report["peak_rss_mib"] = peak_rss_mib()
     return report
+
+
+def _peaks(precisions: list[str], device: torch.device, say) -> dict[str, float]:
+    peaks = {}
+    for precision in precisions:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        peaks[precision] = round(matmul_peak(dtype, device), 1)
+        say(f"matmul peak {precision}: {peaks[precision]} GFLOP/s")
+    return peaks
 
 
 def _training_rows(config, prepared, vocab, batch_tokens, precisions, steps, warmup, device,

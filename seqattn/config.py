@@ -23,11 +23,14 @@ from seqattn.errors import UserError
 STORED_PER_SOURCE = 100  # the lexical shortlist keeps this many target pieces per source piece
 
 
+DataFiles = Union[str, list[str], dict[str, Union[str, list[str]]], None]
+
+
 @dataclass(frozen=True)
 class DataConfig:
     path: str = "bentrevett/multi30k"  # anything datasets.load_dataset takes, or a save_to_disk folder
     name: Optional[str] = None  # Hub config name, e.g. "de-en" for wmt14
-    data_files: Union[str, list[str], dict[str, str], None] = None  # for json/csv/parquet builders
+    data_files: DataFiles = None  # for json/csv/parquet builders: a path, shards, {split: path or shards}
     src_lang: str = "de"
     tgt_lang: str = "en"
     train_split: str = "train"
@@ -36,6 +39,9 @@ class DataConfig:
     max_length: int = 100  # subword pieces per side; longer training pairs are dropped
     max_train_examples: Optional[int] = None  # first N training pairs only (quick runs)
     valid_max_examples: Optional[int] = None  # validate on the first N dev pairs (faster validation)
+    streaming: bool = False  # read the corpus as a stream (load_dataset(streaming=True)), tokenise on the fly
+    num_proc: int = 0  # processes that encode the training split in prepare; 0 = one per CPU core
+    shuffle_buffer: int = 20_000  # streaming: pairs shuffled, then bucketed by length, at a time
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class TokenizerConfig:
     vocab_size: int = 8000
     joint: bool = True  # one SentencePiece model for both languages (enables shared embeddings)
     character_coverage: float = 1.0  # 1.0 keeps every character of Latin-script corpora
-    input_sentence_size: int = 2_000_000  # SentencePiece samples this many sentences at most
+    input_sentence_size: int = 300_000  # sentences, sampled, SentencePiece trains on (~25 bytes/character)
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,7 @@ class Config:
 
 # Values that must be positive (> 0) or non-negative (>= 0); checked with the dotted key.
 _POSITIVE = {
-    "data.max_length", "data.max_train_examples", "data.valid_max_examples",
+    "data.max_length", "data.max_train_examples", "data.valid_max_examples", "data.shuffle_buffer",
     "tokenizer.vocab_size", "tokenizer.input_sentence_size", "tokenizer.character_coverage",
     "model.embedding_size", "model.rnn.hidden_size", "model.rnn.num_layers",
     "model.transformer.encoder_layers", "model.transformer.decoder_layers",
@@ -187,7 +193,7 @@ _NON_NEGATIVE = {
     "train.weight_decay", "train.clip_norm",
     "train.label_smoothing", "train.warmup_steps", "train.min_lr", "train.num_threads",
     "train.samples", "search.length_penalty", "search.max_length_offset", "train.seed",
-    "search.shortlist", "train.keep_last",
+    "search.shortlist", "train.keep_last", "data.num_proc",
 }
 _AT_MOST_ONE = {"model.dropout", "model.transformer.attention_dropout", "train.label_smoothing",
                 "train.teacher_forcing", "tokenizer.character_coverage", "train.plateau_factor"}
@@ -327,11 +333,22 @@ def _check_consistency(config: Config, source: str) -> None:
         raise UserError(f"search.shortlist_per_source must be at most {STORED_PER_SOURCE}, got "
                         f"{config.search.shortlist_per_source}", source,
                         f"use a value from 1 to {STORED_PER_SOURCE}")
+    _check_streaming(config, source)
     if config.train.batch_tokens < config.data.max_length + 2:
         raise UserError(
             f"train.batch_tokens ({config.train.batch_tokens}) is smaller than the longest "
             f"allowed sentence (data.max_length {config.data.max_length} + 2 special tokens)",
             source, "raise train.batch_tokens or lower data.max_length")
+
+
+def _check_streaming(config: Config, source: str) -> None:
+    """A stream has no known length, so a schedule that decays over the run needs a step limit."""
+    t = config.train
+    if config.data.streaming and t.schedule in ("linear", "cosine") and t.max_steps is None \
+            and t.max_minutes is None:
+        raise UserError(f"train.schedule {t.schedule} with data.streaming needs train.max_steps "
+                        "or train.max_minutes (a stream's length is not known ahead)", source,
+                        "set train.max_steps, or use another train.schedule")
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

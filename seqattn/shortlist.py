@@ -91,13 +91,10 @@ def load_or_build(run_dir: Path, config, tokenizer) -> LexicalTable:
                 return LexicalTable(stored["by_frequency"], stored["by_source"], stored["identity"])
         except Exception:  # a damaged table is rebuilt, never trusted
             log.warning("ignoring unreadable shortlist %s", path)
-    from seqattn.data import encode_corpus
-    from seqattn.prepare import load_train_corpus
+    from seqattn.prepare import training_sample
 
-    corpus = load_train_corpus(config.data)
-    train = encode_corpus(corpus, tokenizer, run.cache, max_length=config.data.max_length)
-    table = build_table(train.src, train.tgt, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size,
-                        corpus.identity)
+    src, tgt, identity = training_sample(config, tokenizer, run, MAX_PAIRS)
+    table = build_table(src, tgt, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, identity)
     try:
         save_checkpoint({"by_frequency": table.by_frequency, "by_source": table.by_source,
                          "identity": table.identity, "tokenizer": tokenizer.fingerprint}, path)

@@ -18,6 +18,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from seqattn.checkpoint import (
     save_checkpoint,
 )
 from seqattn.config import Config, save_config
-from seqattn.data import EncodedSplit, make_batch, train_batches
+from seqattn.data import Batch, EncodedSplit, make_batch, train_batches
 from seqattn.device import resolve_device, resolve_precision
 from seqattn.distributed import (
     SINGLE,
@@ -97,7 +98,7 @@ class Trainer:
                  say=print, world: World = SINGLE) -> None:
         self.config, self.rundir, self.device, self.say, self.world = config, run, device, say, world
         self.tokenizer: Tokenizer = prepared.tokenizer
-        self.train_data: EncodedSplit = prepared.train
+        self.train_data = prepared.train  # an EncodedSplit, or a StreamingCorpus (data.streaming)
         self.valid_data: EncodedSplit | None = prepared.valid
         cfg = config.train
         torch.manual_seed(cfg.seed)
@@ -224,18 +225,21 @@ class Trainer:
             shares.append(p.elapsed / (cfg.max_minutes * 60))
         return max(shares)
 
-    def _total_steps(self, per_epoch: int) -> int | None:
+    def _total_steps(self, per_epoch: int | None) -> int | None:
         cfg = self.config.train
         limits = []
         if cfg.max_steps is not None:
             limits.append(cfg.max_steps)
-        if cfg.max_epochs is not None:
+        if cfg.max_epochs is not None and per_epoch is not None:  # None: a stream
             limits.append(cfg.max_epochs * per_epoch)
         return min(limits) if limits else None
 
-    def _updates_per_epoch(self) -> int:
+    def _updates_per_epoch(self) -> int | None:
+        """Updates in one epoch; None for a stream (its length is not known in advance)."""
         cfg = self.config.train
-        batches = len(train_batches(self.train_data, cfg.batch_tokens, cfg.seed, 0))
+        batches = self.train_data.batches_per_epoch(cfg.batch_tokens, cfg.seed)
+        if batches is None:
+            return None
         updates = updates_per_epoch(batches, self.world, cfg.accumulate)
         if updates == 0:
             raise UserError(f"an epoch has {batches} batches, fewer than one update takes "
@@ -268,12 +272,10 @@ class Trainer:
 
     def _train_epochs(self, bar) -> str:
         """Epochs of batches from the saved position until a limit or a signal says stop."""
-        cfg, p = self.config.train, self.progress
+        p = self.progress
         stop = self._should_stop()
         while stop is None:
-            batches = train_batches(self.train_data, cfg.batch_tokens, cfg.seed, p.epoch)
-            for position, mine in update_groups(batches, p.batch_in_epoch, self.world,
-                                                cfg.accumulate):
+            for position, mine in self._update_groups(p.epoch):
                 self._step_on(mine, bar)
                 p.batch_in_epoch = position
                 self._agree()
@@ -294,12 +296,40 @@ class Trainer:
         self.progress.elapsed = elapsed
         self.agreed_signal = signal.Signals(int(code)).name if code else None
 
-    def _step_on(self, group: list[list[int]], bar) -> None:
+    def _update_groups(self, epoch: int) -> Iterator[tuple[int, list[Batch]]]:
+        """(position in the epoch after the update, this rank's batches of it), from the saved
+        position on. A stored corpus: the epoch's batch list, shared among the ranks. A stream:
+        train.accumulate consecutive batches of this process's stream at a time."""
+        cfg, start = self.config.train, self.progress.batch_in_epoch
+        if isinstance(self.train_data, EncodedSplit):
+            batches = train_batches(self.train_data, cfg.batch_tokens, cfg.seed, epoch)
+            for position, mine in update_groups(batches, start, self.world, cfg.accumulate):
+                yield position, [make_batch(self.train_data, indices) for indices in mine]
+            return
+        group: list[Batch] = []
+        for index, batch in self._timed(self.train_data.epoch_batches(cfg.batch_tokens, cfg.seed,
+                                                                      epoch, start)):
+            group.append(batch)
+            if len(group) == cfg.accumulate:
+                yield index + 1, group
+                group = []
+
+    def _timed(self, batches: Iterator[tuple[int, Batch]]) -> Iterator[tuple[int, Batch]]:
+        """The batches, the time spent making each (a stream reads and tokenises here) counted
+        as training time."""
+        while True:
+            started = time.perf_counter()
+            item = next(batches, None)
+            self.progress.elapsed += time.perf_counter() - started
+            if item is None:
+                return
+            yield item
+
+    def _step_on(self, group: list[Batch], bar) -> None:
         """One update on this rank's batches, then log, validate and save on their schedules."""
         cfg, p, window = self.config.train, self.progress, self.window
         started = time.perf_counter()
-        batches = [make_batch(self.train_data, indices).to(self.device) for indices in group]
-        update = self._train_step(batches)
+        update = self._train_step([batch.to(self.device) for batch in group])
         p.elapsed += time.perf_counter() - started
         if update is None:
             self._bad_step()
@@ -438,6 +468,10 @@ def _join(config: Config) -> tuple[World, torch.device]:
 
 def _train(config: Config, run: RunDir, world: World, device: torch.device, resume: bool,
            overwrite: bool, say, resume_command: str | None) -> dict:
+    if config.data.streaming and world.size > 1:  # their streams end at different batches
+        raise UserError("data.streaming with several ranks is not supported yet", "data.streaming",
+                        "train from the stored corpus (data.streaming: false; 'seqattn prepare' "
+                        "first) under torchrun, or stream with one process")
     if world.distributed:
         say(describe_world(world, device))
     run.check_for_training(resume, overwrite)

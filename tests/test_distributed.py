@@ -105,7 +105,7 @@ def test_accumulating_two_batches_is_one_update_of_both(toy_corpus, tmp_path):
     prepared = prepare(config, tmp_path / "run", say=quiet)
     pair = train_batches(prepared.train, 400, 42, 0)[:2]
     losses, weights = [], []
-    for batches in ([make_batch(prepared.train, pair[0] + pair[1])],
+    for batches in ([make_batch(prepared.train, [*pair[0], *pair[1]])],
                     [make_batch(prepared.train, b) for b in pair]):
         torch.manual_seed(0)
         model = build_model(config.model, prepared.tokenizer.src_vocab_size,
@@ -118,7 +118,7 @@ def test_accumulating_two_batches_is_one_update_of_both(toy_corpus, tmp_path):
     assert losses[0].tokens == losses[1].tokens
     assert losses[0].loss == pytest.approx(losses[1].loss, rel=1e-5)
     for one, two in zip(*weights):
-        torch.testing.assert_close(one, two, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(one, two, rtol=1e-4, atol=1e-5)  # the same sums, added in another order
 
 
 # -- real worlds of 2 ranks -------------------------------------------------------------------
