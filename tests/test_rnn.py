@@ -1,10 +1,16 @@
-"""The recurrent parts (seqattn/models/rnn.py): the frozen token table of the decoder cell stack."""
+"""The recurrent parts (seqattn/models/rnn.py): the decoder state's row moves, the bidirectional
+encoder's final states, the frozen token table of the decoder cell stack."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
+from seqattn.config import RNNConfig
+from seqattn.models.protocol import DecoderState
+from seqattn.models.rnn import RNNEncoder, RNNState
+from seqattn.tokenizer import PAD_ID
 from tests.test_search import VOCAB, trained_copy_model
 
 
@@ -30,3 +36,65 @@ def test_a_frozen_token_table_gives_the_same_steps(model):
     frozen.train()  # teacher forcing never uses the table: it has no token ids to look up
     batch_logits, _ = frozen.teacher_forced(src, lengths, src)
     assert batch_logits.requires_grad
+
+
+def rnn_state(batch=3, source=4, hidden=5, layers=2):
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g)
+
+    return RNNState(hidden=[rand(batch, hidden) for _ in range(layers)],
+                    cell=[rand(batch, hidden) for _ in range(layers)],
+                    memory=rand(batch, source, hidden), keys=rand(batch, source, 7),
+                    src_mask=torch.ones(batch, source, dtype=torch.bool),
+                    input_feed=rand(batch, hidden), attention=rand(batch, source).softmax(-1))
+
+
+def test_select_takes_the_rows_of_every_tensor():
+    state = rnn_state()
+    index = torch.tensor([2, 2, 0])
+    picked = state.select(index)
+    for name in ("memory", "keys", "src_mask", "input_feed", "attention"):
+        assert torch.equal(getattr(picked, name), getattr(state, name)[index]), name
+    for layer in range(2):
+        assert torch.equal(picked.hidden[layer], state.hidden[layer][index])
+        assert torch.equal(picked.cell[layer], state.cell[layer][index])
+    assert picked.fixed_context is None
+    assert isinstance(picked, DecoderState)
+
+
+def test_reorder_beams_moves_the_target_side_and_keeps_the_source_side():
+    state = rnn_state()
+    index = torch.tensor([1, 0, 0])
+    moved = state.reorder_beams(index)
+    for name in RNNState.SOURCE_SIDE:
+        assert getattr(moved, name) is getattr(state, name), name  # the same objects, not copies
+    assert torch.equal(moved.input_feed, state.input_feed[index])
+    assert torch.equal(moved.attention, state.attention[index])
+    assert torch.equal(moved.hidden[1], state.hidden[1][index])
+    assert torch.equal(moved.cell[0], state.cell[0][index])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_bidirectional_encoders_final_states_join_both_directions(cell):
+    torch.manual_seed(0)
+    hidden = 8
+    embedding = nn.Embedding(VOCAB, 6, padding_idx=PAD_ID)
+    encoder = RNNEncoder(embedding, RNNConfig(cell=cell, hidden_size=hidden, num_layers=2,
+                                              bidirectional=True), dropout=0.0).eval()
+    src = torch.randint(4, VOCAB, (3, 6))
+    lengths = torch.tensor([6, 3, 5])
+    for row, n in enumerate(lengths.tolist()):
+        src[row, n:] = PAD_ID
+    encoded = encoder(src, lengths)
+    assert encoded.memory.shape == (3, 6, hidden)
+    assert len(encoded.final_hidden) == 2 and encoded.final_hidden[-1].shape == (3, hidden)
+    assert (encoded.final_cell is None) == (cell == "gru")
+    top = encoded.final_hidden[-1]
+    for row, n in enumerate(lengths.tolist()):
+        # forward half: the state after the last real token; backward half: after reading back to 0
+        torch.testing.assert_close(top[row, : hidden // 2], encoded.memory[row, n - 1, : hidden // 2])
+        torch.testing.assert_close(top[row, hidden // 2 :], encoded.memory[row, 0, hidden // 2 :])
+        assert torch.all(encoded.memory[row, n:] == 0)  # padding positions hold no state
+    assert torch.equal(encoded.src_mask, src != PAD_ID)
