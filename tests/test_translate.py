@@ -1,11 +1,14 @@
-"""The `translate` command's module (seqattn/translate.py): reading input lines, output lines."""
+"""The `translate` command's module (seqattn/translate.py): reading input lines, output lines,
+the checks of the view options."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from seqattn.api import Translation
 from seqattn.errors import UserError
-from seqattn.translate import decode_lines, read_input
+from seqattn.translate import check_view_options, decode_lines, format_results, read_input
 
 
 @pytest.mark.parametrize("data, expected", [
@@ -34,3 +37,42 @@ def test_input_file_problems(tmp_path):
         read_input(str(tmp_path / "missing.txt"), "strict")
     with pytest.raises(UserError, match="input is not a file"):
         read_input(str(tmp_path), "strict")
+
+
+def translation(text, score, nbest=(), attention=None, src=(), tgt=()):
+    return Translation(source="src", text=text, score=score, nbest=list(nbest), attention=attention,
+                       src_pieces=list(src), tgt_pieces=list(tgt))
+
+
+def test_format_results_one_line_per_input_or_one_per_hypothesis():
+    results = [translation("a b", -1.5, nbest=[(-1.5, "a b"), (-2.25, "a c")]),
+               translation("", 0.0)]  # a blank line: no hypotheses
+    assert format_results(results, nbest=1) == ["a b", ""]
+    assert format_results(results, nbest=2) == ["0\t-1.5000\ta b", "0\t-2.2500\ta c", "1\t0.0000\t"]
+
+
+def test_format_results_with_align_appends_pharaoh_pairs():
+    attention = np.array([[0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])  # [T, S]
+    result = translation("y x", -1.0, attention=attention, src=["x", "y", "</s>"],
+                         tgt=["y", "x", "</s>"])
+    [line] = format_results([result], nbest=1, align=True)
+    text, pairs = line.split(" ||| ")
+    assert text == "y x" and set(pairs.split()) == {"1-0", "0-1"}  # source i - target j, no </s>
+    assert format_results([translation("", 0.0)], nbest=1, align=True) == [" ||| "]
+
+
+def test_view_options_that_need_no_model():
+    assert check_view_options(False, None, 1, None, "mean") == "mean"
+    assert check_view_options(True, None, 1, 2, "3") == 3
+    with pytest.raises(UserError, match="--attention-layer chooses what"):
+        check_view_options(False, None, 1, 2, "mean")
+    with pytest.raises(UserError, match="counts from 1"):
+        check_view_options(True, None, 1, 0, "mean")
+    with pytest.raises(UserError, match="--align writes one line per input line"):
+        check_view_options(True, None, 3, None, "mean")
+
+
+def test_read_input_reads_a_file_by_its_lines(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"ka lo\r\nmi\n\nze")
+    assert read_input(str(path), "strict") == ["ka lo", "mi", "", "ze"]
