@@ -9,7 +9,7 @@ from torch import nn
 
 from seqattn.config import RNNConfig
 from seqattn.models.protocol import DecoderState
-from seqattn.models.rnn import RNNEncoder, RNNState
+from seqattn.models.rnn import RecurrentStack, RNNEncoder, RNNState
 from seqattn.tokenizer import PAD_ID
 from tests.test_search import VOCAB, trained_copy_model
 
@@ -98,3 +98,25 @@ def test_a_bidirectional_encoders_final_states_join_both_directions(cell):
         torch.testing.assert_close(top[row, hidden // 2 :], encoded.memory[row, 0, hidden // 2 :])
         assert torch.all(encoded.memory[row, n:] == 0)  # padding positions hold no state
     assert torch.equal(encoded.src_mask, src != PAD_ID)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_cell_stack_is_torchs_textbook_cell(cell):
+    """One layer, fed its token gates and an extra input: torch's LSTMCell / GRUCell on [x; extra]."""
+    torch.manual_seed(0)
+    stack = RecurrentStack(cell, token_size=5, extra_size=3, hidden_size=4, num_layers=1, dropout=0.0)
+    reference = (nn.LSTMCell if cell == "lstm" else nn.GRUCell)(8, 4)
+    with torch.no_grad():
+        reference.weight_ih.copy_(torch.cat([stack.token_proj.weight, stack.extra_proj.weight], dim=1))
+        reference.bias_ih.copy_(stack.token_proj.bias)
+        reference.weight_hh.copy_(stack.hidden_proj[0].weight)
+        reference.bias_hh.copy_(stack.hidden_proj[0].bias)
+    x, extra, h, c = torch.randn(2, 5), torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 4)
+    hidden, cells = stack(stack.project_tokens(x), extra, [h], [c] if cell == "lstm" else None)
+    if cell == "lstm":
+        expected_h, expected_c = reference(torch.cat([x, extra], -1), (h, c))
+        torch.testing.assert_close(cells[0], expected_c)
+    else:
+        expected_h = reference(torch.cat([x, extra], -1), h)
+        assert cells is None
+    torch.testing.assert_close(hidden[0], expected_h)
