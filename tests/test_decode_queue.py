@@ -1,4 +1,5 @@
-"""The decoding queue of `seqattn serve` (seqattn/decode_queue.py): batching and failing alone."""
+"""The decoding queue of `seqattn serve` (seqattn/decode_queue.py): batching, failing alone,
+cancelled requests, closing."""
 
 from __future__ import annotations
 
@@ -50,3 +51,28 @@ def test_a_failing_request_fails_alone():
     with pytest.raises(ValueError):
         bad.result(10)
     queue.close()
+
+
+def test_a_cancelled_request_is_not_decoded_and_batches_respect_their_limit():
+    fake = Recorder()
+    queue = DecodeQueue(fake, max_batch_sentences=3)
+    first = queue.submit(["a"], 1, 1, True)
+    time.sleep(0.05)
+    gone = queue.submit(["gone"], 1, 1, True)
+    assert gone.cancel()  # its client went away while it waited
+    kept = [queue.submit(["x", "y"], 1, 1, True), queue.submit(["z", "w"], 1, 1, True)]
+    fake.release.set()
+    assert first.result(10) == ["a/1"]
+    assert [f.result(10) for f in kept] == [["x/1", "y/1"], ["z/1", "w/1"]]
+    assert all("gone" not in call[0] for call in fake.calls)
+    assert max(queue.batches) <= 3  # 2 + 2 sentences do not fit one batch of 3
+    queue.close()
+
+
+def test_close_answers_what_was_submitted_before_it():
+    fake = Recorder()
+    fake.release.set()
+    queue = DecodeQueue(fake)
+    futures = [queue.submit([f"s{k}"], 2, 1, False) for k in range(5)]
+    queue.close()
+    assert [f.result(0) for f in futures] == [[f"s{k}/2"] for k in range(5)]
