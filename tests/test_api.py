@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import seqattn
 
 TRAINING = ["seqattn.train", "seqattn.training_step", "seqattn.optim", "seqattn.validation",
@@ -36,3 +38,18 @@ def test_load_translates_and_keeps_the_round1_import_path(trained_run):
     from seqattn.translate import Translator  # round 1's path of the API still works
 
     assert isinstance(translator, Translator)
+
+
+def test_python_api(trained_run):
+    translator = seqattn.load(trained_run)
+    results = translator.translate(["ka lo mi", ""], beam=2)
+    assert results[1].text == "" and results[0].text
+    assert results[0].attention.shape == (len(results[0].tgt_pieces), len(results[0].src_pieces))
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    seqattn.draw_attention(ax, results[0].attention, results[0].src_pieces, results[0].tgt_pieces)
+    assert [t.get_text() for t in ax.get_xticklabels()] == results[0].src_pieces
+    plt.close(fig)

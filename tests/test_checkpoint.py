@@ -52,3 +52,19 @@ def test_todays_checkpoints_are_format_2_with_nested_config(trained_run):
     assert state["format"] == CHECKPOINT_FORMAT
     assert "rnn" in state["config"]["model"] and "hidden_size" not in state["config"]["model"]
     assert any(key.startswith("decoder.") for key in state["model"])
+
+
+def test_checkpoints_are_plain_data_and_round_trip(trained_run):
+    from seqattn.api import load_run_config
+    from seqattn.models import build_model
+
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(trained_run / "checkpoints" / name, weights_only=True)
+        config = load_run_config(trained_run)
+        model = build_model(config.model, state["vocab"]["src"], state["vocab"]["tgt"])
+        missing, unexpected = model.load_state_dict(state["model"], strict=True)
+        assert not missing and not unexpected
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, state["model"][key])
+    last = torch.load(trained_run / "checkpoints/last.pt", weights_only=True)
+    assert {"optimizer", "schedule", "rng", "progress"} <= set(last)

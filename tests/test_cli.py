@@ -1,4 +1,4 @@
-"""The CLI end to end (typer's CliRunner), evaluate's files, translate's line contract, the API."""
+"""The CLI end to end (typer's CliRunner), evaluate's files, translate's line contract."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 import seqattn
@@ -150,21 +149,6 @@ def test_translate_align_refuses_a_model_without_attention(tiny_config, tmp_path
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: a seq2seq model has no attention to align with")
     assert result.output.strip().count("\n") == 0 and result.stdout == ""
-
-
-def test_python_api(trained_run):
-    translator = seqattn.load(trained_run)
-    results = translator.translate(["ka lo mi", ""], beam=2)
-    assert results[1].text == "" and results[0].text
-    assert results[0].attention.shape == (len(results[0].tgt_pieces), len(results[0].src_pieces))
-    matplotlib = pytest.importorskip("matplotlib")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots()
-    seqattn.draw_attention(ax, results[0].attention, results[0].src_pieces, results[0].tgt_pieces)
-    assert [t.get_text() for t in ax.get_xticklabels()] == results[0].src_pieces
-    plt.close(fig)
 
 
 def test_translate_prompts_when_stdin_is_a_terminal(trained_run):

@@ -138,3 +138,12 @@ def test_sections_keep_kind_specific_keys_apart():
     assert config.model.transformer.heads == Config().model.transformer.heads
     with pytest.raises(UserError, match="even"):
         config_from_dict({"model": {"kind": "bahdanau", "rnn": {"hidden_size": 33}}})
+
+
+def test_shortlist_per_source_is_bounded(tiny_config):
+    from seqattn.config import load_config
+
+    with pytest.raises(UserError, match="search.shortlist_per_source"):
+        load_config(tiny_config(search={"shortlist_per_source": 101}))
+    with pytest.raises(UserError, match="search.precision"):
+        load_config(tiny_config(search={"precision": "int4"}))

@@ -7,7 +7,7 @@ import pytest
 import reliability_support  # noqa: F401  (one torch thread for the tiny models)
 
 from seqattn.errors import UserError
-from seqattn.translate import decode_lines, read_input
+from seqattn.translate import decode_lines
 
 
 def strict_error(data: bytes) -> str:
@@ -39,34 +39,6 @@ def test_replace_keeps_every_line_in_place():
     data = b"one\n\xff two\nthree\x00\n\n caf\xe9 \r\nsix"
     lines = decode_lines(data, "stdin", errors="replace")
     assert lines == ["one", "\ufffd two", "three\ufffd", "", " caf\ufffd ", "six"]
-
-
-@pytest.mark.parametrize("data, expected", [
-    (b"", []),
-    (b"\n", [""]),
-    (b"a", ["a"]),
-    (b"a\n", ["a"]),
-    (b"a\n\n", ["a", ""]),
-    (b"a\r\nb\r\n", ["a", "b"]),  # CRLF files
-    (b"a\rb\n", ["a\rb"]),  # a lone CR is not a line break
-    ("a\u2028b\u2029c\x85d\x0be\x0cf\x1cg\n".encode(), ["a\u2028b\u2029c\x85d\x0be\x0cf\x1cg"]),
-    (b"\xef\xbb\xbfbom\n", ["\ufeffbom"]),
-])
-def test_only_newline_splits_lines(data, expected):
-    assert decode_lines(data, "stdin") == expected
-    assert decode_lines(data, "stdin", errors="replace") == expected
-
-
-def test_unknown_errors_mode():
-    with pytest.raises(UserError, match="--errors"):
-        decode_lines(b"a\n", "stdin", errors="ignore")
-
-
-def test_input_file_problems(tmp_path):
-    with pytest.raises(UserError, match="input file not found"):
-        read_input(str(tmp_path / "missing.txt"), "strict")
-    with pytest.raises(UserError, match="input is not a file"):
-        read_input(str(tmp_path), "strict")
 
 
 def test_translator_keeps_line_count_and_order_on_odd_lines(trained_run):

@@ -1,5 +1,5 @@
-"""`seqattn serve`: the JSON API (FastAPI's test client), its refusals, the decoding queue, a load
-test against a real uvicorn on localhost, and the command line."""
+"""`seqattn serve`: the JSON API (FastAPI's test client), its refusals, a load test against a real
+uvicorn on localhost, and the command line (the decoding queue: tests/test_decode_queue.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -25,7 +23,6 @@ from typer.testing import CliRunner  # noqa: E402
 
 import seqattn  # noqa: E402
 from seqattn.cli import app as cli_app  # noqa: E402
-from seqattn.decode_queue import DecodeQueue  # noqa: E402
 from seqattn.serve import ServeLimits, alignment, build_app, open_socket, translation_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,48 +198,6 @@ def test_curves_of_a_loaded_run(client, trained_run):
     assert curves["name"] == "attn"
     assert curves["train"]["steps"] == sorted(curves["train"]["steps"]) and curves["train"]["loss"]
     assert len(curves["valid"]["bleu"]) == len(curves["valid"]["steps"]) >= 1
-
-
-class Recorder:
-    """A fake translator that blocks its first call until released, and records each batch."""
-
-    def __init__(self) -> None:
-        self.release, self.calls = threading.Event(), []
-
-    def translate(self, sentences, beam=None, nbest=1, attention=True):
-        if not self.calls:
-            self.release.wait(10)
-        self.calls.append((list(sentences), beam))
-        if "boom" in sentences:
-            raise ValueError("boom")
-        return [f"{s}/{beam}" for s in sentences]
-
-
-def test_waiting_requests_with_the_same_settings_share_one_batch():
-    fake = Recorder()
-    queue = DecodeQueue(fake, max_batch_sentences=4)
-    first = queue.submit(["a"], 1, 1, True)
-    time.sleep(0.05)  # let the worker take `first` and block inside translate
-    same = [queue.submit([f"s{k}"], 1, 1, True) for k in range(4)]
-    other = queue.submit(["o"], 5, 1, True)
-    fake.release.set()
-    assert first.result(10) == ["a/1"] and other.result(10) == ["o/5"]
-    assert [f.result(10) for f in same] == [["s0/1"], ["s1/1"], ["s2/1"], ["s3/1"]]
-    assert [call[0] for call in fake.calls] == [["a"], ["s0", "s1", "s2", "s3"], ["o"]]
-    queue.close()
-
-
-def test_a_failing_request_fails_alone():
-    fake = Recorder()
-    queue = DecodeQueue(fake)
-    first = queue.submit(["a"], 1, 1, True)
-    time.sleep(0.05)
-    good, bad = queue.submit(["g"], 1, 1, True), queue.submit(["boom"], 1, 1, True)
-    fake.release.set()
-    assert first.result(10) == ["a/1"] and good.result(10) == ["g/1"]
-    with pytest.raises(ValueError):
-        bad.result(10)
-    queue.close()
 
 
 def _post_raw(url: str, body: bytes) -> tuple[int, dict]:

@@ -31,3 +31,13 @@ def test_only_rundir_spells_the_run_directory_layout():
         text = path.read_text(encoding="utf-8")
         found += [f"{path.name}: {name}" for name in names if f"/ {name}" in text]
     assert not found, found
+
+
+def test_every_module_has_its_test_file():
+    """Tests mirror modules: seqattn/x.py and seqattn/models/x.py have tests/test_x.py (the models'
+    factory, models/__init__.py, has tests/test_models.py)."""
+    tests = Path(__file__).resolve().parent
+    modules = [p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("__")]
+    modules += [p.stem for p in (PACKAGE / "models").glob("*.py") if not p.stem.startswith("__")]
+    missing = [name for name in [*modules, "models"] if not (tests / f"test_{name}.py").exists()]
+    assert not missing, missing

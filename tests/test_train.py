@@ -1,4 +1,5 @@
-"""Training: learning the toy task, exact resume, checkpoints, metrics, run-dir rules."""
+"""Training (seqattn/train.py): learning the toy task, exact resume, metrics, run-dir rules, stops,
+the schedule measured against the step limit, scheduled sampling."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from seqattn.config import config_from_dict
 from seqattn.errors import UserError
-from seqattn.train import Schedule, train
+from seqattn.train import train
 from tests.conftest import tiny_config_dict
 
 
@@ -78,22 +79,6 @@ def test_resume_from_an_older_checkpoint_logs_each_step_once(toy_corpus, tmp_pat
     assert not list((run / "checkpoints").glob(".*.tmp"))
 
 
-def test_checkpoints_are_plain_data_and_round_trip(trained_run):
-    from seqattn.api import load_run_config
-    from seqattn.models import build_model
-
-    for name in ("last.pt", "best.pt"):
-        state = torch.load(trained_run / "checkpoints" / name, weights_only=True)
-        config = load_run_config(trained_run)
-        model = build_model(config.model, state["vocab"]["src"], state["vocab"]["tgt"])
-        missing, unexpected = model.load_state_dict(state["model"], strict=True)
-        assert not missing and not unexpected
-        for key, value in model.state_dict().items():
-            assert torch.equal(value, state["model"][key])
-    last = torch.load(trained_run / "checkpoints/last.pt", weights_only=True)
-    assert {"optimizer", "schedule", "rng", "progress"} <= set(last)
-
-
 def test_metrics_and_run_dir_layout(trained_run):
     for event in events(trained_run, "train"):
         assert {"event", "step", "epoch", "elapsed", "loss", "lr", "tgt_tokens",
@@ -129,38 +114,6 @@ def test_stops_at_max_epochs_and_patience(toy_corpus, tmp_path):
                            "best_metric": "bleu"}))
     summary = train(config, tmp_path / "patience", say=quiet)
     assert "patience" in summary["stop"] and summary["step"] < 200
-
-
-def test_schedules():
-    base = config_from_dict({"train": {"lr": 1.0, "warmup_steps": 4, "schedule": "inverse_sqrt"}})
-    schedule = Schedule(base.train)
-    assert schedule.lr(2) == pytest.approx(0.5) and schedule.lr(4) == pytest.approx(1.0)
-    assert schedule.lr(16) == pytest.approx(0.5)
-    plateau = Schedule(config_from_dict({"train": {"lr": 1.0, "schedule": "plateau",
-                                                    "plateau_patience": 2}}).train)
-    for value in (10.0, 9.0, 8.0):
-        plateau.after_validation(value, higher_is_better=True)
-    assert plateau.lr(100) == pytest.approx(0.5)
-    restored = Schedule(base.train)
-    restored.load_state_dict(plateau.state_dict())
-    assert restored.scale == plateau.scale
-
-
-def test_decaying_schedules_fall_from_lr_to_min_lr():
-    def schedule(kind, **train):
-        return Schedule(config_from_dict({"train": {"lr": 1.0, "min_lr": 0.1, "schedule": kind,
-                                                    **train}}).train)
-
-    linear, cosine = schedule("linear"), schedule("cosine")
-    assert linear.lr(1, 0.0) == pytest.approx(1.0) and cosine.lr(1, 0.0) == pytest.approx(1.0)
-    assert linear.lr(9, 0.5) == pytest.approx(0.55) and cosine.lr(9, 0.5) == pytest.approx(0.55)
-    assert linear.lr(9, 0.25) == pytest.approx(0.775) and cosine.lr(9, 0.25) > 0.775
-    for kind in (linear, cosine):
-        assert kind.lr(9, 1.0) == pytest.approx(0.1) and kind.lr(9, 1.7) == pytest.approx(0.1)
-        rates = [kind.lr(9, done / 20) for done in range(21)]
-        assert rates == sorted(rates, reverse=True)
-    warm = schedule("linear", warmup_steps=4)
-    assert warm.lr(2, 0.0) < warm.lr(4, 0.0) == pytest.approx(1.0)
 
 
 def test_linear_schedule_ends_with_the_step_limit(toy_corpus, tmp_path):
