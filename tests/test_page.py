@@ -100,7 +100,8 @@ def test_typing_a_sentence_shows_translations_and_a_heatmap_row_per_output_piece
     assert len(rows) == len(expected["tgt_pieces"])
     assert all(len(r.find_elements(By.CSS_SELECTOR, "td.cell")) == len(expected["src_pieces"]) for r in rows)
     # The model without attention, beside it, on the same sentence: a translation and no heatmap.
-    assert right.find_element(By.CSS_SELECTOR, ".translation").text == api_translate(server, "plain")["text"]
+    plain = api_translate(server, "plain")["text"]  # a 10-step model may say nothing: "(empty)"
+    assert right.find_element(By.CSS_SELECTOR, ".translation").text == (plain or "(empty)")
     assert right.find_elements(By.CSS_SELECTOR, ".no-attention")
     assert not right.find_elements(By.CSS_SELECTOR, "table.heatmap")
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
