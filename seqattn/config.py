@@ -104,6 +104,8 @@ class ModelConfig:
         return self.kind != "transformer"
 
 
+_WARNED: set[str] = set()  # config files already warned about (see migrate_legacy_keys)
+
 # Round-1 configs had every model key flat under `model:`; each still loads, moved here with a
 # deprecation warning (shared/CONTRACT.md: rename nothing without accepting the old name).
 LEGACY_MODEL_KEYS = {
@@ -460,7 +462,8 @@ def migrate_legacy_keys(values: dict[str, Any], source: str, warn: bool = True) 
         child[key] = value
         model[section] = child
         moved.append(f"model.{new}")
-    if warn:
+    if warn and source not in _WARNED:  # once per file, however often it is read
+        _WARNED.add(source)
         warnings.warn(f"{source}: flat model keys are deprecated, read as {', '.join(moved)}",
                       FutureWarning, stacklevel=3)
     return {**values, "model": model}
