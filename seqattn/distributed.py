@@ -16,6 +16,7 @@ CUDA) and DistributedDataParallel averages the gradients. What is ours is bookke
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,9 +111,17 @@ def join_world(device_name: str, timeout_seconds: float) -> tuple[World, torch.d
     return World(world.rank, world.size, world.local_rank, backend), device
 
 
-def leave_world(world: World) -> None:
-    if world.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+def leave_world(world: World, finished: bool = False) -> None:
+    """Leave the process group. After a finished run the ranks first wait for each other (rank 0
+    may still be writing last.pt), and the DDP wrapper, which holds the group, is collected
+    before the group goes: a reducer freed at interpreter exit, after the group, aborts the
+    process ("terminate called without an active exception")."""
+    if not (world.distributed and dist.is_initialized()):
+        return
+    if finished:  # (after a failure, leave at once: a lost peer would make both wait)
+        gc.collect()
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def describe(world: World, device: torch.device) -> str:

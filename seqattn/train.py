@@ -430,9 +430,12 @@ def train(config: Config, run_dir: Path, resume: bool = False, overwrite: bool =
     torchrun, this process joins the world first and trains as one of its ranks.
     """
     world, device = _join(config)
+    finished = False
     try:
-        return _train(config, RunDir(run_dir), world, device, resume, overwrite,
-                      say if world.is_main else _quiet, resume_command)
+        summary = _train(config, RunDir(run_dir), world, device, resume, overwrite,
+                         say if world.is_main else _quiet, resume_command)
+        finished = True
+        return summary
     except Exception as exc:
         if world.distributed and is_lost_peer(exc):
             raise LostRank(f"rank {world.rank} lost the other ranks ({_first_line(exc)}): one "
@@ -440,7 +443,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, overwrite: bool =
                            f"resume with the same torchrun command and --resume") from None
         raise
     finally:
-        leave_world(world)
+        leave_world(world, finished)
 
 
 class LostRank(RunFailed):
