@@ -133,6 +133,8 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = 0.0
+    adam_beta1: float = 0.9  # Adam's decay of the gradient mean (Kingma & Ba 2015, beta_1)
+    adam_beta2: float = 0.999  # ... of the squared gradient; Vaswani et al. 2017 used 0.98
     clip_norm: float = 5.0  # 0 = no clipping
     label_smoothing: float = 0.1
     teacher_forcing: float = 1.0  # below 1, a share of steps feed the model's own prediction
@@ -192,11 +194,12 @@ _POSITIVE = {
 }
 _NON_NEGATIVE = {
     "model.dropout", "model.attention.size", "model.transformer.attention_dropout",
-    "train.weight_decay", "train.clip_norm",
+    "train.weight_decay", "train.clip_norm", "train.adam_beta1", "train.adam_beta2",
     "train.label_smoothing", "train.warmup_steps", "train.min_lr", "train.num_threads",
     "train.samples", "search.length_penalty", "search.max_length_offset", "train.seed",
     "search.shortlist", "train.keep_last", "data.num_proc",
 }
+_BELOW_ONE = {"train.adam_beta1", "train.adam_beta2"}  # Adam's bias correction divides by 1 - beta**t
 _AT_MOST_ONE = {"model.dropout", "model.transformer.attention_dropout", "train.label_smoothing",
                 "train.teacher_forcing", "tokenizer.character_coverage", "train.plateau_factor"}
 
@@ -311,6 +314,9 @@ def _check_range(dotted: str, value: Any, source: str) -> None:
     if dotted in _AT_MOST_ONE and value > 1:
         raise UserError(f"'{dotted}' must be at most 1, got {value!r}", source,
                         f"set {dotted} to a value in [0, 1]")
+    if dotted in _BELOW_ONE and value >= 1:
+        raise UserError(f"'{dotted}' must be below 1, got {value!r}", source,
+                        f"set {dotted} to a value in [0, 1), e.g. 0.9 or 0.98")
 
 
 def _check_consistency(config: Config, source: str) -> None:

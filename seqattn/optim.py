@@ -11,7 +11,7 @@ def make_optimizer(model: torch.nn.Module, cfg, device: torch.device) -> torch.o
     """Adam or AdamW; fused (one kernel over all parameters per update) where torch has it."""
     optimizer_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return optimizer_class(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                           fused=device.type in ("cpu", "cuda"))
+                           betas=(cfg.adam_beta1, cfg.adam_beta2), fused=device.type in ("cpu", "cuda"))
 
 
 class Schedule:

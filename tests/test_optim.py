@@ -38,3 +38,19 @@ def test_decaying_schedules_fall_from_lr_to_min_lr():
         assert rates == sorted(rates, reverse=True)
     warm = schedule("linear", warmup_steps=4)
     assert warm.lr(2, 0.0) < warm.lr(4, 0.0) == pytest.approx(1.0)
+
+
+def test_adam_betas_reach_the_optimizer_and_are_checked():
+    import torch
+
+    from seqattn.errors import UserError
+    from seqattn.optim import make_optimizer
+
+    cfg = config_from_dict({"train": {"adam_beta1": 0.8, "adam_beta2": 0.98}}).train
+    optimizer = make_optimizer(torch.nn.Linear(2, 2), cfg, torch.device("cpu"))
+    assert optimizer.param_groups[0]["betas"] == (0.8, 0.98)
+    default = make_optimizer(torch.nn.Linear(2, 2), config_from_dict({}).train, torch.device("cpu"))
+    assert default.param_groups[0]["betas"] == (0.9, 0.999)
+    for bad in (1.0, -0.1):
+        with pytest.raises(UserError, match="adam_beta2"):
+            config_from_dict({"train": {"adam_beta2": bad}})
