@@ -61,9 +61,6 @@ MEANINGS = {
     "train.precision": "`auto`: bf16 where the hardware has fast bf16, else fp32",
     "train.optimizer": "Adam, or AdamW (decoupled weight decay)",
     "train.weight_decay": "weight decay of the optimizer",
-    "train.adam_beta1": "Adam's beta_1, the decay of its running gradient mean, in [0, 1)",
-    "train.adam_beta2": "Adam's beta_2, the decay of its running squared gradient, in [0, 1); "
-                        "0.98 in Vaswani et al. 2017 (steadier early Transformer training)",
     "train.label_smoothing": "label smoothing of the cross-entropy; 0 = none",
     "train.schedule": "learning-rate schedule; `linear` and `cosine` decay to `train.min_lr` by "
                       "the end of the run (the first of max_steps, max_epochs, max_minutes to bind)",

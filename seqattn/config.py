@@ -134,7 +134,7 @@ class TrainConfig:
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = 0.0
     adam_beta1: float = 0.9  # Adam's decay of the gradient mean (Kingma & Ba 2015, beta_1)
-    adam_beta2: float = 0.999  # ... of the squared gradient; Vaswani et al. 2017 used 0.98
+    adam_beta2: float = 0.999  # Adam's decay of the squared gradient (beta_2); Vaswani et al. used 0.98
     clip_norm: float = 5.0  # 0 = no clipping
     label_smoothing: float = 0.1
     teacher_forcing: float = 1.0  # below 1, a share of steps feed the model's own prediction
