@@ -177,6 +177,10 @@ def max_over_ranks(values: list[float], device: torch.device) -> list[float]:
     return _reduce(values, device, "MAX")
 
 
+def min_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    return _reduce(values, device, "MIN")
+
+
 def from_main(value: Any) -> Any:
     """Rank 0's `value` on every rank (a decision only rank 0 could take, e.g. after validating)."""
     if not dist.is_initialized():

@@ -12,6 +12,7 @@ rank 0's validation verdict, so they take every decision together; rank 0 alone 
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import re
@@ -47,6 +48,7 @@ from seqattn.distributed import (
     launched_by_torchrun,
     leave_world,
     max_over_ranks,
+    min_over_ranks,
     update_groups,
     updates_per_epoch,
     wrap,
@@ -299,20 +301,38 @@ class Trainer:
     def _update_groups(self, epoch: int) -> Iterator[tuple[int, list[Batch]]]:
         """(position in the epoch after the update, this rank's batches of it), from the saved
         position on. A stored corpus: the epoch's batch list, shared among the ranks. A stream:
-        train.accumulate consecutive batches of this process's stream at a time."""
+        train.accumulate consecutive batches of this rank's stream at a time."""
         cfg, start = self.config.train, self.progress.batch_in_epoch
         if isinstance(self.train_data, EncodedSplit):
             batches = train_batches(self.train_data, cfg.batch_tokens, cfg.seed, epoch)
             for position, mine in update_groups(batches, start, self.world, cfg.accumulate):
                 yield position, [make_batch(self.train_data, indices) for indices in mine]
             return
-        group: list[Batch] = []
-        for index, batch in self._timed(self.train_data.epoch_batches(cfg.batch_tokens, cfg.seed,
-                                                                      epoch, start)):
-            group.append(batch)
-            if len(group) == cfg.accumulate:
-                yield index + 1, group
-                group = []
+        yield from self._stream_groups(epoch, start)
+
+    def _stream_groups(self, epoch: int, start: int) -> Iterator[tuple[int, list[Batch]]]:
+        """A stream's updates. The ranks' streams end at different batches (their shares of the
+        pairs tokenise to different lengths), so before each update they agree that every rank
+        has its train.accumulate batches: the epoch ends with the shortest stream, the others'
+        tails dropped (as a stored corpus drops its incomplete last update). Every rank has read
+        as many batches then, so the position means the same on each, and in the checkpoint."""
+        cfg = self.config.train
+        batches = self._timed(self.train_data.epoch_batches(cfg.batch_tokens, cfg.seed, epoch,
+                                                           start))
+        updates = 0
+        while True:
+            group = list(itertools.islice(batches, cfg.accumulate))
+            complete = float(len(group) == cfg.accumulate)
+            if min_over_ranks([complete], self.device)[0] < 1.0:  # one process: its own flag
+                break
+            updates += 1
+            yield group[-1][0] + 1, [batch for _, batch in group]
+        if updates == 0 and start == 0:  # an epoch without an update would repeat forever
+            raise UserError(f"an epoch of the stream holds fewer batches than one update takes "
+                            f"on some rank ({self.world.size} rank(s) x "
+                            f"train.accumulate={cfg.accumulate})", self.train_data.where,
+                            "lower train.accumulate, train.batch_tokens or the number of ranks, "
+                            "or stream more data")
 
     def _timed(self, batches: Iterator[tuple[int, Batch]]) -> Iterator[tuple[int, Batch]]:
         """The batches, the time spent making each (a stream reads and tokenises here) counted
@@ -471,10 +491,6 @@ def _join(config: Config) -> tuple[World, torch.device]:
 
 def _train(config: Config, run: RunDir, world: World, device: torch.device, resume: bool,
            overwrite: bool, say, resume_command: str | None) -> dict:
-    if config.data.streaming and world.size > 1:  # their streams end at different batches
-        raise UserError("data.streaming with several ranks is not supported yet", "data.streaming",
-                        "train from the stored corpus (data.streaming: false; 'seqattn prepare' "
-                        "first) under torchrun, or stream with one process")
     if world.distributed:
         say(describe_world(world, device))
     run.check_for_training(resume, overwrite)

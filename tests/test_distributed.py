@@ -235,6 +235,51 @@ def test_resume_restores_each_ranks_random_stream(tmp_path, tiny_config):
         assert torch.equal(split["model"][key], value), key
 
 
+def test_two_ranks_stream_each_epoch_to_the_shortest_stream_and_resume_exactly(
+        tmp_path, monkeypatch):
+    """data.streaming under torchrun: the ranks agree before each update that all have a batch,
+    so an epoch ends with the shortest rank stream (nobody waits in a collective for a rank
+    that has run out), and 3 updates + a resume give the two epochs of a straight run."""
+    from conftest import toy_pairs, write_jsonl
+
+    from seqattn.prepare import prepare
+
+    # Two shards, one per rank: long pairs and short ones, so the shares differ in batches.
+    shards = [write_jsonl(tmp_path / "data" / f"train-{name}.jsonl", toy_pairs(300, seed, *size))
+              for name, seed, size in (("long", 1, (6, 9)), ("short", 4, (2, 3)))]
+    valid = write_jsonl(tmp_path / "data" / "validation.jsonl", toy_pairs(40, seed=2))
+    values = tiny_config_dict(tmp_path / "data", **EXACT)
+    values["data"].update(path="json", streaming=True, shuffle_buffer=100, max_length=60,
+                          data_files={"train": [str(s) for s in shards], "validation": str(valid)})
+    values["train"].update(max_steps=None, max_epochs=2)
+    config = tmp_path / "stream.yaml"
+    config.write_text(yaml.safe_dump(values))
+    logs = []
+    for run, extra in (("straight", []), ("split", ["--set", "train.max_steps=3"]),
+                       ("split", ["--resume"])):
+        logs.append(tmp_path / f"{run}{len(logs)}.log")
+        code, output = finish(torchrun("train", config, "--run-dir", tmp_path / run, *extra,
+                                       cwd=tmp_path, log=logs[-1]), logs[-1], timeout=120)
+        skip_unless_started(output)
+        assert code == 0, output
+    shares = []  # batches of each rank's stream in epochs 0 and 1, read here in-process
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        stream = prepare(config_from_dict(yaml.safe_load(config.read_text())),
+                         tmp_path / "straight", with_valid=False, say=quiet).train
+        shares.append([sum(1 for _ in stream.epoch_batches(400, 42, epoch)) for epoch in (0, 1)])
+    assert all(long != short for long, short in zip(*shares)), shares  # a tail to drop
+    expected = sum(min(counts) for counts in zip(*shares))
+    straight = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)
+    split = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)
+    assert [e["step"] for e in train_events(tmp_path / "straight")] == list(range(1, expected + 1))
+    assert straight["progress"]["epoch"] == split["progress"]["epoch"] == 2
+    assert [e["step"] for e in train_events(tmp_path / "split")] == list(range(1, expected + 1))
+    for key, value in straight["model"].items():
+        torch.testing.assert_close(split["model"][key], value, rtol=1e-6, atol=1e-7)
+
+
 def test_a_rank_killed_makes_the_others_fail_soon_not_hang(tmp_path, tiny_config):
     config = tiny_config(**EXACT)
     run_dir, log = tmp_path / "run", tmp_path / "kill.log"
