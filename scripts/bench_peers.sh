@@ -4,8 +4,9 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-usage: scripts/bench_peers.sh [--work DIR] [--data DIR] [--budget MINUTES] [--only STEPS]
-                              [--peers DIR] [--probe-seconds S] [--onmt-steps N]
+usage: scripts/bench_peers.sh [--model rnn-attn|transformer] [--work DIR] [--data DIR]
+                              [--budget MINUTES] [--only STEPS] [--peers DIR]
+                              [--probe-seconds S] [--onmt-steps N]
 
 The benchmark of shared/bench/PROTOCOL.md, one toolkit after another (never two at once):
   data     Multi30k JSON lines -> WORK/data/{train,validation,test}.{de,en} (plain text);
@@ -13,7 +14,7 @@ The benchmark of shared/bench/PROTOCOL.md, one toolkit after another (never two 
            the peers' configs from PEERS/*.yaml with WORK filled in -> WORK/configs/
   install  JoeyNMT 2.2.1 and OpenNMT-py 3.5.1, each with torch 2.13.0 in its own venv
            (WORK/venv-joeynmt, WORK/venv-opennmt; never the project's .venv)
-  seqattn  configs/multi30k/protocol.yaml for the budget
+  seqattn  configs/multi30k/protocol.yaml (transformer: protocol_transformer.yaml) for the budget
   joeynmt  JoeyNMT for the budget (stopped with SIGINT; it saves a checkpoint)
   opennmt  OpenNMT-py: a short probe measures its step rate, then train_steps is set so
            that the run ends near the budget
@@ -26,12 +27,17 @@ the test set greedy and with beam 5 (whole command timed); seqattn also with its
 (seqattn-fast: --set search.shortlist=500 --set search.precision=int8) and OpenNMT-py also
 at batch 64 (opennmt-b64: the batch size of seqattn and JoeyNMT; its default is 30).
 Takes about 45 minutes with the default budget: run it on an otherwise idle machine.
+With --model transformer (PROTOCOL.md's second model: 2+2 layers, d 256) seqattn and
+OpenNMT-py run it (the protocol has no JoeyNMT config for it), and the logs, outputs, runs and
+table go to WORK/transformer/ (data, subwords and venvs are shared with rnn-attn).
 
+  --model NAME        the protocol model: rnn-attn or transformer [default: rnn-attn]
   --work DIR          work folder [default: bench_out]
   --data DIR          Multi30k JSON-lines folder [default: ../shared/data/multi30k]
   --budget MINUTES    training wall clock per toolkit [default: 12]
   --only STEPS        comma-separated subset of: data,install,seqattn,joeynmt,opennmt,
-                      decode,table [default: all but decode, in that order]
+                      decode,table [default: all but decode, in that order; transformer:
+                      all but decode and joeynmt]
   --peers DIR         the peers' configs [default: ../shared/bench/peers]
   --probe-seconds S   length of the OpenNMT-py rate probe [default: 110]
   --onmt-steps N      skip the probe: train OpenNMT-py for N steps
@@ -49,7 +55,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 work=bench_out
 data=../shared/data/multi30k
 budget=12
-only=data,install,seqattn,joeynmt,opennmt,table
+only=""
+model=rnn-attn
 fast_shortlist=500
 peers=../shared/bench/peers
 probe_seconds=110
@@ -59,6 +66,7 @@ while [[ $# -gt 0 ]]; do
     [[ $1 == -* ]] || { usage >&2; die "unexpected argument '$1'"; }
     [[ $# -ge 2 ]] || die "$1 needs a value"
     case $1 in
+        --model) model=$2 ;;
         --work) work=$2 ;;
         --data) data=$2 ;;
         --budget) budget=$2 ;;
@@ -70,6 +78,13 @@ while [[ $# -gt 0 ]]; do
     esac
     shift 2
 done
+case $model in
+    rnn-attn) seqattn_config=protocol.yaml onmt_name=rnn_attn
+              only=${only:-data,install,seqattn,joeynmt,opennmt,table} ;;
+    transformer) seqattn_config=protocol_transformer.yaml onmt_name=transformer
+                 only=${only:-data,install,seqattn,opennmt,table} ;;
+    *) die "--model must be rnn-attn or transformer, got '$model'" ;;
+esac
 [[ $budget =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--budget must be minutes, got '$budget'"
 [[ $probe_seconds =~ ^[0-9]+$ ]] || die "--probe-seconds must be whole seconds, got '$probe_seconds'"
 [[ -z $onmt_steps || $onmt_steps =~ ^[0-9]+$ ]] || die "--onmt-steps must be a number, got '$onmt_steps'"
@@ -78,6 +93,9 @@ for step in "${steps[@]}"; do
     [[ $step =~ ^(data|install|seqattn|joeynmt|opennmt|decode|table)$ ]] || die "unknown step '$step' in --only"
 done
 want() { [[ ",$only," == *",$1,"* ]]; }
+if [[ $model == transformer ]] && { want joeynmt || want decode; }; then
+    die "--model transformer has no JoeyNMT run (no peer config in the protocol): leave joeynmt and decode out of --only"
+fi
 
 if want seqattn || want joeynmt || want opennmt; then
     [[ -x /usr/bin/time ]] || die "GNU time is missing (/usr/bin/time): apt-get install time"
@@ -90,6 +108,13 @@ budget_s=$(awk -v m="$budget" 'BEGIN { printf "%d", m * 60 }')
 spm_model="$work/spm/spm_joint8k.model"
 bench=("$PYTHON" "$SCRIPTS_DIR/bench.py")
 mkdir -p "$work"/{configs,logs,hyp,models,runs}
+# out: where this model's logs, outputs, seqattn run and table go (data/ is shared)
+out=$work
+if [[ $model == transformer ]]; then
+    out=$work/transformer
+    mkdir -p "$out"/{logs,hyp,runs}
+    ln -sfn ../data "$out/data"
+fi
 
 # timed OUTFILE COMMAND...: run COMMAND under GNU time -v, its report in OUTFILE.
 timed() {
@@ -101,7 +126,7 @@ timed() {
 # Exit statuses that mean "ran, then stopped by the budget": 0, and timeout's 124.
 check_stopped() {
     local rc=$1 what=$2
-    [[ $rc -eq 0 || $rc -eq 124 ]] || die "$what failed (exit $rc); see $work/logs/"
+    [[ $rc -eq 0 || $rc -eq 124 ]] || die "$what failed (exit $rc); see $out/logs/"
 }
 
 # The test set, greedy and beam 5, each whole command under GNU time. Besides each toolkit's
@@ -109,17 +134,17 @@ check_stopped() {
 # opennmt-b64 (OpenNMT-py at seqattn's and JoeyNMT's batch size of 64 sentences; its own
 # default is 30).
 decode_seqattn() {
-    local run_dir="$work/runs/seqattn" beam
+    local run_dir="$out/runs/seqattn" beam
     for beam in 1 5; do
         echo "== seqattn: translate test, beam $beam" >&2
-        timed "$work/logs/seqattn.decode.beam$beam.time" "$PYTHON" -m seqattn translate "$run_dir" \
-            "$work/data/test.de" --beam "$beam" --output "$work/hyp/seqattn.beam$beam.en" \
-            2>> "$work/logs/seqattn.decode.out"
+        timed "$out/logs/seqattn.decode.beam$beam.time" "$PYTHON" -m seqattn translate "$run_dir" \
+            "$work/data/test.de" --beam "$beam" --output "$out/hyp/seqattn.beam$beam.en" \
+            2>> "$out/logs/seqattn.decode.out"
         echo "== seqattn-fast (shortlist $fast_shortlist + int8): translate test, beam $beam" >&2
-        timed "$work/logs/seqattn-fast.decode.beam$beam.time" "$PYTHON" -m seqattn translate \
+        timed "$out/logs/seqattn-fast.decode.beam$beam.time" "$PYTHON" -m seqattn translate \
             "$run_dir" "$work/data/test.de" --beam "$beam" \
             --set "search.shortlist=$fast_shortlist" --set search.precision=int8 \
-            --output "$work/hyp/seqattn-fast.beam$beam.en" 2>> "$work/logs/seqattn-fast.decode.out"
+            --output "$out/hyp/seqattn-fast.beam$beam.en" 2>> "$out/logs/seqattn-fast.decode.out"
     done
 }
 
@@ -134,27 +159,27 @@ decode_joeynmt() {
         echo "== JoeyNMT: translate test, beam $beam" >&2
         config="$work/configs/joeynmt_rnn_attn.yaml"
         [[ $beam -eq 5 ]] && config="$work/configs/joeynmt_rnn_attn.beam5.yaml"
-        timed "$work/logs/joeynmt.decode.beam$beam.time" "$joey" -m joeynmt translate "$config" \
-            --ckpt "$checkpoint" < "$work/data/test.de" > "$work/hyp/joeynmt.beam$beam.en" \
-            2>> "$work/logs/joeynmt.decode.out"
+        timed "$out/logs/joeynmt.decode.beam$beam.time" "$joey" -m joeynmt translate "$config" \
+            --ckpt "$checkpoint" < "$work/data/test.de" > "$out/hyp/joeynmt.beam$beam.en" \
+            2>> "$out/logs/joeynmt.decode.out"
     done
 }
 
 decode_opennmt() {
     local onmt="$work/venv-opennmt/bin" checkpoint beam name batch
-    checkpoint=$(find "$work/models/onmt_rnn_attn" -name 'model_step_*.pt' | sort -V | tail -1)
-    [[ -n $checkpoint ]] || die "OpenNMT-py left no checkpoint in $work/models/onmt_rnn_attn"
+    checkpoint=$(find "$work/models/onmt_$onmt_name" -name 'model_step_*.pt' | sort -V | tail -1)
+    [[ -n $checkpoint ]] || die "OpenNMT-py left no checkpoint in $work/models/onmt_$onmt_name"
     for beam in 1 5; do
         for name in opennmt opennmt-b64; do
             batch=30  # onmt_translate's default
             [[ $name == opennmt-b64 ]] && batch=64
             echo "== $name: translate test, beam $beam, batch $batch" >&2
             # 3.5.1 checkpoints hold more than tensors: torch >= 2.6 loads them only with this.
-            timed "$work/logs/$name.decode.beam$beam.time" env TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 \
+            timed "$out/logs/$name.decode.beam$beam.time" env TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 \
                 "$onmt/onmt_translate" -model "$checkpoint" -src "$work/data/test.de" \
-                -output "$work/hyp/$name.beam$beam.en" -beam_size "$beam" -batch_size "$batch" \
+                -output "$out/hyp/$name.beam$beam.en" -beam_size "$beam" -batch_size "$batch" \
                 -transforms sentencepiece -src_subword_model "$spm_model" \
-                -tgt_subword_model "$spm_model" >> "$work/logs/$name.decode.out" 2>&1
+                -tgt_subword_model "$spm_model" >> "$out/logs/$name.decode.out" 2>&1
         done
     done
 }
@@ -188,13 +213,15 @@ make_venv() {
     "$venv/bin/python" -m pip install --quiet ${index[@]+"${index[@]}"} torch==2.13.0
 }
 
-if want install; then
+if want install && [[ $model == rnn-attn ]]; then
     echo "== install JoeyNMT 2.2.1 into $work/venv-joeynmt" >&2
     make_venv "$work/venv-joeynmt"
     # JoeyNMT 2.2.1 imports pkg_resources (setuptools < 81) and calls a method that
     # sentencepiece 0.2.3 lacks.
     "$work/venv-joeynmt/bin/python" -m pip install --quiet joeynmt==2.2.1 'setuptools<81' \
         'sentencepiece==0.2.0'
+fi
+if want install; then
     echo "== install OpenNMT-py 3.5.1 into $work/venv-opennmt" >&2
     make_venv "$work/venv-opennmt"
     # 3.5.1 pins torch < 2.3: install it without dependencies, then its other requirements.
@@ -205,14 +232,14 @@ if want install; then
 fi
 
 if want seqattn; then
-    run_dir="$work/runs/seqattn"
-    config="$REPO_ROOT/configs/multi30k/protocol.yaml"
+    run_dir="$out/runs/seqattn"
+    config="$REPO_ROOT/configs/multi30k/$seqattn_config"
     echo "== seqattn: prepare (SentencePiece + encoding, outside the budget), then train" >&2
     seqattn prepare "$config" --run-dir "$run_dir" --set "data.path=$data" \
-        > "$work/logs/seqattn.prepare.out" 2>&1
-    timed "$work/logs/seqattn.train.time" "$PYTHON" -m seqattn train "$config" --run-dir "$run_dir" \
+        > "$out/logs/seqattn.prepare.out" 2>&1
+    timed "$out/logs/seqattn.train.time" "$PYTHON" -m seqattn train "$config" --run-dir "$run_dir" \
         --set "data.path=$data" --set "train.max_minutes=$budget" --overwrite \
-        > "$work/logs/seqattn.train.out" 2>&1 || die "seqattn training failed; see $work/logs/seqattn.train.out"
+        > "$out/logs/seqattn.train.out" 2>&1 || die "seqattn training failed; see $out/logs/seqattn.train.out"
     decode_seqattn
 fi
 
@@ -221,9 +248,9 @@ if want joeynmt; then
     [[ -x $joey ]] || die "no $joey: run the install step first"
     echo "== JoeyNMT: train for $budget minutes" >&2
     rc=0
-    timed "$work/logs/joeynmt.train.time" timeout -s INT -k 120 "$budget_s" \
+    timed "$out/logs/joeynmt.train.time" timeout -s INT -k 120 "$budget_s" \
         "$joey" -m joeynmt train "$work/configs/joeynmt_rnn_attn.yaml" --skip-test \
-        > "$work/logs/joeynmt.train.out" 2>&1 || rc=$?
+        > "$out/logs/joeynmt.train.out" 2>&1 || rc=$?
     check_stopped "$rc" "JoeyNMT training"
     decode_joeynmt
 fi
@@ -231,27 +258,27 @@ fi
 if want opennmt; then
     onmt="$work/venv-opennmt/bin"
     [[ -x $onmt/onmt_train ]] || die "no $onmt/onmt_train: run the install step first"
-    config="$work/configs/opennmt_rnn_attn.yaml"
+    config="$work/configs/opennmt_$onmt_name.yaml"
     echo "== OpenNMT-py: build the vocabulary" >&2
-    "$onmt/onmt_build_vocab" -config "$config" -n_sample -1 > "$work/logs/opennmt.vocab.out" 2>&1
+    "$onmt/onmt_build_vocab" -config "$config" -n_sample -1 > "$out/logs/opennmt.vocab.out" 2>&1
     if [[ -z $onmt_steps ]]; then
         echo "== OpenNMT-py: ${probe_seconds}s probe of the step rate" >&2
         sed -E -e 's/^(train_steps|valid_steps): [0-9]+/\1: 1000000/' \
-            -e "s|$work/models/onmt_rnn_attn/|$work/models/onmt_probe/|" \
+            -e "s|$work/models/onmt_$onmt_name/|$work/models/onmt_probe/|" \
             -e "s|^log_file: .*|log_file: $work/logs/onmt_probe.log|" "$config" > "$work/configs/opennmt_probe.yaml"
         timeout -s INT -k 30 "$probe_seconds" "$onmt/onmt_train" \
-            -config "$work/configs/opennmt_probe.yaml" > "$work/logs/opennmt.probe.out" 2>&1 || true
+            -config "$work/configs/opennmt_probe.yaml" > "$out/logs/opennmt.probe.out" 2>&1 || true
         rm -rf "$work/models/onmt_probe"
-        onmt_steps=$("${bench[@]}" onmt-steps "$work/logs/opennmt.probe.out" "$budget_s")
+        onmt_steps=$("${bench[@]}" onmt-steps "$out/logs/opennmt.probe.out" "$budget_s")
     fi
     echo "== OpenNMT-py: train $onmt_steps steps (about $budget minutes)" >&2
     sed -E "s/^(train_steps|valid_steps): [0-9]+/\1: $onmt_steps/" "$config" > "$work/configs/opennmt_run.yaml"
-    rm -rf "$work/models/onmt_rnn_attn"
+    rm -rf "$work/models/onmt_$onmt_name"
     rc=0
     # A hard cap two minutes past the budget; save_checkpoint_steps keeps a recent checkpoint.
-    timed "$work/logs/opennmt.train.time" timeout -s INT -k 60 "$((budget_s + 120))" \
+    timed "$out/logs/opennmt.train.time" timeout -s INT -k 60 "$((budget_s + 120))" \
         "$onmt/onmt_train" -config "$work/configs/opennmt_run.yaml" \
-        > "$work/logs/opennmt.train.out" 2>&1 || rc=$?
+        > "$out/logs/opennmt.train.out" 2>&1 || rc=$?
     check_stopped "$rc" "OpenNMT-py training"
     decode_opennmt
 fi
@@ -263,5 +290,5 @@ if want decode; then  # all decoding again, side by side, on the models trained 
 fi
 
 if want table; then
-    "${bench[@]}" table "$work"
+    "${bench[@]}" table "$out"
 fi

@@ -52,6 +52,17 @@ def test_unknown_option_is_a_user_error(script):
     assert "error:" in result.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--model", "gru"], "--model must be rnn-attn or transformer"),
+    (["--model", "transformer", "--only", "joeynmt"], "no JoeyNMT run"),
+])
+def test_bench_peers_refuses_a_bad_model_choice_before_writing(tmp_path, args, message):
+    work = tmp_path / "work"
+    result = bash(str(SCRIPTS / "bench_peers.sh"), "--work", str(work), *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert not work.exists()
+
+
 def test_train_sh_without_config_is_a_user_error():
     result = bash(str(SCRIPTS / "train.sh"))
     assert result.returncode == 2 and "usage:" in result.stderr
